@@ -1,0 +1,122 @@
+//! The one backend trait. The trainer, the episode loop and evaluation are generic over it; `Cpu`
+//! is the reference implementation (and the backend for machines without a GPU), `Cuda` the fast one.
+//!
+//! A backend owns the meta-parameters θ and the Adam state between calls, so that a GPU backend
+//! keeps them on the device.
+
+use crate::error::Result;
+use crate::model::ParamLayout;
+use serde::{Deserialize, Serialize};
+
+/// One few-shot task, borrowed from an episode, with its support weights already computed.
+#[derive(Clone, Copy, Debug)]
+pub struct Task<'a> {
+    /// K prefixes, oldest pair first; each non-empty, item ids in `1..V`.
+    pub support_prefixes: &'a [Vec<u32>],
+    /// K labels.
+    pub support_labels: &'a [u32],
+    /// K recency weights (sum to 1), index 0 = oldest pair.
+    pub support_weights: &'a [f32],
+    /// Q prefixes.
+    pub query_prefixes: &'a [Vec<u32>],
+    /// Q labels.
+    pub query_labels: &'a [u32],
+}
+
+/// The inner loop: `steps` steps of SGD with rate `lr` on the weighted support loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InnerLoop {
+    pub lr: f32,
+    pub steps: usize,
+}
+
+/// The outer update: clip the meta-gradient to total norm `clip` (PyTorch's `clip_grad_norm_`),
+/// then one step of `torch.optim.Adam`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OuterConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Max total norm; `f32::INFINITY` (or <= 0) disables clipping.
+    pub clip: f32,
+}
+
+impl OuterConfig {
+    /// PyTorch's defaults (betas 0.9/0.999, eps 1e-8) with the given rate and clip.
+    pub fn adam(lr: f32, clip: f32) -> Self {
+        OuterConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip,
+        }
+    }
+}
+
+/// Adam's state: the step count and both moments, in the parameter layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamState {
+    pub step: u64,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl AdamState {
+    /// Fresh state for `p` parameters.
+    pub fn zeros(p: usize) -> Self {
+        AdamState {
+            step: 0,
+            m: vec![0.0; p],
+            v: vec![0.0; p],
+        }
+    }
+}
+
+/// What one meta-iteration reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetaStepStats {
+    /// Mean over tasks of the mean query CE at the adapted weights.
+    pub meta_loss: f64,
+    /// Total norm of the meta-gradient before clipping.
+    pub grad_norm: f64,
+}
+
+/// Evaluation of one task: query logits before and after adaptation, row-major `[Q, V]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEval {
+    pub zero_shot_loss: f64,
+    pub few_shot_loss: f64,
+    pub zero_shot_logits: Vec<f32>,
+    pub few_shot_logits: Vec<f32>,
+}
+
+/// A compute backend for recency-weighted FOMAML over GRU4Rec.
+pub trait Backend {
+    /// "cpu" or "cuda".
+    fn name(&self) -> &'static str;
+    /// The model's parameter layout.
+    fn layout(&self) -> &ParamLayout;
+    /// Replace θ (length P).
+    fn set_params(&mut self, theta: &[f32]) -> Result<()>;
+    /// A copy of θ.
+    fn params(&self) -> Result<Vec<f32>>;
+    /// Replace the Adam state.
+    fn set_adam(&mut self, state: &AdamState) -> Result<()>;
+    /// A copy of the Adam state.
+    fn adam(&self) -> Result<AdamState>;
+    /// The first-order meta-gradient at θ: the mean over tasks of each task's query gradient at its
+    /// adapted weights, assigned into `grad` (length P). Returns the meta-loss. θ is unchanged.
+    fn meta_gradient(&mut self, tasks: &[Task], inner: &InnerLoop, grad: &mut [f32])
+        -> Result<f64>;
+    /// One meta-iteration: meta-gradient, clip, Adam step on θ.
+    fn meta_step(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        outer: &OuterConfig,
+    ) -> Result<MetaStepStats>;
+    /// Zero-shot (at θ) and few-shot (after the inner loop) query logits of each task. θ is unchanged.
+    fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>>;
+}
