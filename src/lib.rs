@@ -2,9 +2,15 @@
 //! cold-start users. A CPU reference engine and a CUDA engine behind one [`backend::Backend`] trait.
 
 pub mod backend;
+pub mod bench;
+pub mod commands;
+pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod rng;
+pub mod train;
+pub mod util;
 
 pub use error::{Error, Result};

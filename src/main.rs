@@ -14,9 +14,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Meta-train a GRU4Rec model with recency-weighted first-order MAML.
+    Train(recmaml::commands::TrainArgs),
+    /// Zero- and few-shot metrics of a model on an episode file.
+    Eval(recmaml::commands::EvalArgs),
+    /// Meta-iterations per second of a backend on the reference configuration.
+    Bench(recmaml::bench::BenchArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Train(a) => recmaml::commands::run_train(&a)?,
+        Command::Eval(a) => recmaml::commands::run_eval(&a)?,
+        Command::Bench(a) => recmaml::bench::run_cli(&a)?,
+    }
+    Ok(())
 }
