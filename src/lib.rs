@@ -2,6 +2,7 @@
 //! cold-start users. A CPU reference engine and a CUDA engine behind one [`backend::Backend`] trait.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod model;
