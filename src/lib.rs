@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod checkpoint;
 pub mod commands;
 pub mod config;
 pub mod data;
