@@ -564,11 +564,8 @@ impl TrainState {
     }
 
     fn restore(path: &Path, cfg: &Config, layout: &ParamLayout, backend: &mut dyn Backend) -> Result<Self> {
-        let (tensors, metadata) = checkpoint::load_tensors_f32(path)?;
-        let meta_json = metadata
-            .get("recmaml_state")
-            .ok_or_else(|| Error::checkpoint(path, "not a recmaml training checkpoint (no recmaml_state)"))?;
-        let meta: CheckpointMeta = serde_json::from_str(meta_json)
+        let ck = checkpoint::load_tensors_f32(path)?;
+        let meta: CheckpointMeta = serde_json::from_str(ck.meta("recmaml_state")?)
             .map_err(|e| Error::checkpoint(path, format!("bad training state: {e}")))?;
         let mut expected = meta.config.clone();
         expected.maml.num_meta_iterations = cfg.maml.num_meta_iterations;
@@ -578,23 +575,18 @@ impl TrainState {
                 "was written with a different configuration (only maml.num_meta_iterations may change on --resume)",
             ));
         }
-        let get = |name: &str| -> Result<Vec<f32>> {
-            match tensors.get(name) {
-                Some((shape, v)) if shape == &[layout.len] => Ok(v.clone()),
-                Some((shape, _)) => Err(Error::checkpoint(
-                    path,
-                    format!("tensor `{name}` has shape {shape:?}, expected [{}]", layout.len),
-                )),
-                None => Err(Error::checkpoint(path, format!("missing tensor `{name}`"))),
-            }
-        };
-        backend.set_params(&get("params")?)?;
+        let p = [layout.len];
+        backend.set_params(ck.get("params", &p)?)?;
         backend.set_adam(&AdamState {
             step: meta.adam_step,
-            m: get("adam_m")?,
-            v: get("adam_v")?,
+            m: ck.get("adam_m", &p)?.to_vec(),
+            v: ck.get("adam_v", &p)?.to_vec(),
         })?;
-        let best_params = tensors.contains_key("best_params").then(|| get("best_params")).transpose()?;
+        let best_params = ck
+            .tensors
+            .contains_key("best_params")
+            .then(|| ck.get("best_params", &p).map(<[f32]>::to_vec))
+            .transpose()?;
         Ok(TrainState {
             iteration: meta.iteration,
             rng: meta.rng,
