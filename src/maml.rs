@@ -142,9 +142,9 @@ impl<F: Float> Adam<F> {
 }
 
 /// One step of `torch.optim.Adam` (no weight decay, not amsgrad), exactly PyTorch's single-tensor
-/// update: `m = lerp(m, g, 1 − β1)`, `v = β2 v + (1 − β2) g²`, `denom = sqrt(v) / sqrt(1 − β2^t)
-/// + eps`, `params −= (lr / (1 − β1^t)) · m / denom`, where `step` is t after the increment
-/// (1 on the first call).
+/// update: `m = lerp(m, g, 1 − β1)`, `v = β2 v + (1 − β2) g²`,
+/// `denom = sqrt(v) / sqrt(1 − β2^t) + eps`, `params −= (lr / (1 − β1^t)) · m / denom`, where
+/// `step` is t after the increment (1 on the first call).
 pub fn adam_step<F: Float>(
     params: &mut [F],
     grads: &[F],
