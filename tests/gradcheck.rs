@@ -5,6 +5,7 @@
 
 use recmaml::backend::Task;
 use recmaml::cpu::forest::SeqForest;
+use recmaml::cpu::kernels::transpose;
 use recmaml::cpu::ops::{
     embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
     gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
@@ -197,8 +198,11 @@ fn output_ce_gradient() {
         let weights = [0.1, 0.2, 0.3, 0.4];
         let loss = |w: &[f64], bias: &[f64], h: &[f64]| {
             let (mut logits, mut lse, mut losses) = (vec![0.0; b * v], vec![0.0; b], vec![0.0; b]);
+            let mut wt = vec![0.0; v * hd];
+            transpose(&mut wt, w, v, hd);
             let ow = OutputWeights {
                 w,
+                wt: &wt,
                 b: bias,
                 d: &d,
                 g: &g,
@@ -217,8 +221,11 @@ fn output_ce_gradient() {
             )
         };
         let (mut logits, mut lse, mut losses) = (vec![0.0; b * v], vec![0.0; b], vec![0.0; b]);
+        let mut wt = vec![0.0; v * hd];
+        transpose(&mut wt, &w, v, hd);
         let ow = OutputWeights {
             w: &w,
+            wt: &wt,
             b: &bias,
             d: &d,
             g: &g,

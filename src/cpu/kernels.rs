@@ -112,41 +112,131 @@ kernel!(
     gemm_nt_acc => gemm_nt_imp(y: &mut [F], x: &[F], w: &[F], n: usize)
 );
 
+/// Columns of one register tile.
+const TILE: usize = 16;
+
+/// `Y[i0 + r][..] += Σ_k coef(k)[r] · M[k][..]` for `r < R`, over `kd` values of k, keeping the
+/// R×TILE accumulators of each column tile in registers across the whole k loop.
 #[inline(always)]
-fn gemm_nn_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], w: &[F], n: usize) {
-    let rows = w.len() / n;
-    let b = a.len() / rows;
-    for r in 0..rows {
-        let wr = &w[r * n..(r + 1) * n];
-        for s in 0..b {
-            let c = a[s * rows + r];
-            axpy_imp::<F, FMA>(&mut y[s * n..(s + 1) * n], c, wr);
+fn tile_rows<F: Float, const FMA: bool, const R: usize>(
+    y: &mut [F],
+    i0: usize,
+    mm: &[F],
+    n: usize,
+    kd: usize,
+    coef: impl Fn(usize) -> [F; R],
+) {
+    let mut j = 0;
+    while j + TILE <= n {
+        let mut acc = [[F::ZERO; TILE]; R];
+        for k in 0..kd {
+            let m: &[F; TILE] = mm[k * n + j..k * n + j + TILE].try_into().unwrap();
+            let c = coef(k);
+            for r in 0..R {
+                for t in 0..TILE {
+                    acc[r][t] = madd::<F, FMA>(c[r], m[t], acc[r][t]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let yr = &mut y[(i0 + r) * n + j..(i0 + r) * n + j + TILE];
+            for t in 0..TILE {
+                yr[t] += a[t];
+            }
+        }
+        j += TILE;
+    }
+    let w = n - j;
+    if w > 0 {
+        let mut acc = [[F::ZERO; TILE]; R];
+        for k in 0..kd {
+            let m = &mm[k * n + j..k * n + n];
+            let c = coef(k);
+            for r in 0..R {
+                for t in 0..w {
+                    acc[r][t] = madd::<F, FMA>(c[r], m[t], acc[r][t]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let yr = &mut y[(i0 + r) * n + j..(i0 + r) * n + n];
+            for (o, &x) in yr.iter_mut().zip(a) {
+                *o += x;
+            }
         }
     }
 }
 
-kernel!(
-    /// `Y += A W`: `y [B, n]`, `a [B, rows]`, `w [rows, n]`.
-    gemm_nn_acc => gemm_nn_imp(y: &mut [F], a: &[F], w: &[F], n: usize)
-);
+/// Rows handled together by one register tile.
+const ROWS: usize = 4;
 
 #[inline(always)]
-fn ger_imp<F: Float, const FMA: bool>(w: &mut [F], a: &[F], x: &[F], n: usize) {
-    let rows = w.len() / n;
-    let b = x.len() / n;
-    for r in 0..rows {
-        let wr = &mut w[r * n..(r + 1) * n];
-        for s in 0..b {
-            let c = a[s * rows + r];
-            axpy_imp::<F, FMA>(wr, c, &x[s * n..(s + 1) * n]);
+fn gemm_nn_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], mm: &[F], n: usize) {
+    let kd = mm.len() / n;
+    let m = y.len() / n;
+    let mut i = 0;
+    while i < m {
+        let r = (m - i).min(ROWS);
+        macro_rules! rows {
+            ($r:literal) => {{
+                let rows: [&[F]; $r] = std::array::from_fn(|q| &a[(i + q) * kd..(i + q + 1) * kd]);
+                tile_rows::<F, FMA, $r>(y, i, mm, n, kd, |k| std::array::from_fn(|q| rows[q][k]))
+            }};
         }
+        match r {
+            4 => rows!(4),
+            3 => rows!(3),
+            2 => rows!(2),
+            _ => rows!(1),
+        }
+        i += r;
     }
 }
 
 kernel!(
-    /// `W += A^T X`, a sum of B rank-1 updates: `w [rows, n]`, `a [B, rows]`, `x [B, n]`.
-    ger_acc => ger_imp(w: &mut [F], a: &[F], x: &[F], n: usize)
+    /// `Y += A M`: `y [m, n]`, `a [m, kd]`, `mm [kd, n]` (register-tiled).
+    gemm_nn_acc => gemm_nn_imp(y: &mut [F], a: &[F], mm: &[F], n: usize)
 );
+
+#[inline(always)]
+fn ger_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize) {
+    let kd = x.len() / n;
+    let m = y.len() / n;
+    let mut i = 0;
+    while i < m {
+        let r = (m - i).min(ROWS);
+        macro_rules! rows {
+            ($r:literal) => {{
+                tile_rows::<F, FMA, $r>(y, i, x, n, kd, |k| {
+                    a[k * lda + i..k * lda + i + $r].try_into().unwrap()
+                })
+            }};
+        }
+        match r {
+            4 => rows!(4),
+            3 => rows!(3),
+            2 => rows!(2),
+            _ => rows!(1),
+        }
+        i += r;
+    }
+}
+
+kernel!(
+    /// `Y += A^T X`, a sum of kd rank-1 updates: `y [m, n]`, `x [kd, n]`, and `A^T[i][k] =
+    /// a[k * lda + i]` (row k of A holds the coefficients of sample k; `lda >= m` lets `y` be a
+    /// block of rows of a larger product).
+    ger_acc => ger_imp(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize)
+);
+
+/// `out [cols, rows] = a^T` for `a [rows, cols]`.
+pub fn transpose<F: Float>(out: &mut [F], a: &[F], rows: usize, cols: usize) {
+    for (r, row) in a.chunks_exact(cols).take(rows).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -165,7 +255,7 @@ mod tests {
         for n in [1, 7, 16, 33, 64] {
             let (a, b) = (seq(n, 0.7), seq(n, 1.3));
             assert!((dot(&a, &b) - naive_dot(&a, &b)).abs() < 1e-12);
-            let (rows, bs) = (5, 3);
+            let (rows, bs) = (9, 6);
             let w = seq(rows * n, 0.37);
             let x = seq(bs * n, 0.91);
             let mut y = vec![0.0; bs * rows];
@@ -180,7 +270,7 @@ mod tests {
             let mut z = vec![0.0; bs * n];
             gemm_nn_acc(&mut z, &a, &w, n);
             let mut g = vec![0.0; rows * n];
-            ger_acc(&mut g, &a, &x, n);
+            ger_acc(&mut g, &a, rows, &x, n);
             for s in 0..bs {
                 for k in 0..n {
                     let e: f64 = (0..rows).map(|r| a[s * rows + r] * w[r * n + k]).sum();
@@ -193,6 +283,15 @@ mod tests {
                     assert!((g[r * n + k] - e).abs() < 1e-12);
                 }
             }
+            // A block of rows 2..7 of the same product, through `lda`.
+            let mut blk = vec![0.0; 5 * n];
+            ger_acc(&mut blk, &a[2..], rows, &x, n);
+            for (q, v) in blk.iter().enumerate() {
+                assert!((v - g[2 * n + q]).abs() < 1e-12);
+            }
+            let mut t = vec![0.0; rows * n];
+            transpose(&mut t, &w, rows, n);
+            assert!((0..rows).all(|r| (0..n).all(|k| t[k * rows + r] == w[r * n + k])));
         }
     }
 }

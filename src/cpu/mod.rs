@@ -4,6 +4,7 @@
 //! runs and thread counts. `Engine<f32>` is the [`Cpu`] backend; `Engine<f64>` is the reference
 //! that the fixture tests compare against PyTorch's float64 numbers.
 
+pub mod bench;
 pub mod float;
 pub mod forest;
 pub mod kernels;
@@ -12,7 +13,7 @@ pub mod task;
 
 pub use float::Float;
 pub use task::{
-    adapt, check_task, query_logits, query_loss_grad, support_loss_grad, Split, TaskGrad,
+    adapt, check_task, query_logits, query_loss_grad, support_loss_grad, Model, Split, TaskGrad,
     TaskWorkspace,
 };
 
@@ -42,6 +43,8 @@ pub struct Engine<F: Float> {
     pool: Mutex<Vec<TaskWorkspace<F>>>,
     task_grads: Vec<TaskGrad<F>>,
     grad: Vec<F>,
+    /// θ's `output.weight` transposed, refreshed at each meta-gradient or evaluation.
+    out_wt: Vec<F>,
 }
 
 /// A workspace borrowed from the pool for one rayon job, returned when dropped.
@@ -95,6 +98,7 @@ impl<F: Float> Engine<F> {
             pool: Mutex::new(Vec::new()),
             task_grads: Vec::new(),
             grad: vec![F::ZERO; p],
+            out_wt: Vec::new(),
         })
     }
 
@@ -163,8 +167,13 @@ impl<F: Float> Engine<F> {
             return Err(shape_err("gradient buffer", grad.len(), self.layout.len));
         }
         self.task_grads.resize_with(tasks.len(), TaskGrad::default);
-        let (layout, theta, share) = (&self.layout, &self.theta[..], self.share_prefixes);
-        let pool = &self.pool;
+        Model::transpose_out(&self.layout, &self.theta, &mut self.out_wt);
+        let model = Model {
+            layout: &self.layout,
+            theta: &self.theta,
+            out_wt: &self.out_wt,
+        };
+        let (model, share, pool) = (&model, self.share_prefixes, &self.pool);
         tasks
             .par_iter()
             .zip(weights.par_iter())
@@ -173,10 +182,10 @@ impl<F: Float> Engine<F> {
                 || Lease::new(pool),
                 |lease, ((task, w), out)| {
                     let ws = lease.get();
-                    ws.load(layout, theta, task, share);
-                    ws.inner_loop(layout, theta, task, w, lr, steps);
-                    out.loss = ws.forward(layout, theta, task, w, Split::Query);
-                    ws.backward(layout, theta, task, w);
+                    ws.load(model, task, share);
+                    ws.inner_loop(model, task, w, lr, steps);
+                    out.loss = ws.forward(model, task, w, Split::Query);
+                    ws.backward(model, task, w);
                     ws.export_grad(out);
                 },
             );
@@ -192,7 +201,11 @@ impl<F: Float> Engine<F> {
     /// Sums the per-task gradients in task order into `grad` and divides by the task count.
     fn reduce(&self, grad: &mut [F]) {
         let layout = &self.layout;
-        let (e, h) = (layout.dims.embed_dim, layout.dims.hidden_dim);
+        let (v, e, h) = (
+            layout.dims.n_items,
+            layout.dims.embed_dim,
+            layout.dims.hidden_dim,
+        );
         let n = self.task_grads.len();
         let tg = &self.task_grads[..n];
         grad.fill(F::ZERO);
@@ -214,9 +227,7 @@ impl<F: Float> Engine<F> {
             .for_each(|(c, chunk)| {
                 let rows = c * REDUCE_ROWS..c * REDUCE_ROWS + chunk.len() / h;
                 for t in tg {
-                    let b = t.rank;
-                    let a = &t.dlogits_t[rows.start * b..rows.end * b];
-                    kernels::gemm_nn_acc(chunk, a, &t.hlast, h);
+                    kernels::ger_acc(chunk, &t.dlogits[rows.start..], v, &t.hlast, h);
                 }
             });
         let scale = F::ONE / F::from_f64(n as f64);
@@ -271,8 +282,13 @@ impl<F: Float> Engine<F> {
         steps: usize,
     ) -> Result<Vec<TaskEval>> {
         self.check_tasks(tasks, weights)?;
-        let (layout, theta, share) = (&self.layout, &self.theta[..], self.share_prefixes);
-        let pool = &self.pool;
+        Model::transpose_out(&self.layout, &self.theta, &mut self.out_wt);
+        let model = Model {
+            layout: &self.layout,
+            theta: &self.theta,
+            out_wt: &self.out_wt,
+        };
+        let (model, share, pool) = (&model, self.share_prefixes, &self.pool);
         let to_f32 = |x: &[F]| x.iter().map(|v| v.to_f64() as f32).collect::<Vec<f32>>();
         Ok(tasks
             .par_iter()
@@ -281,11 +297,11 @@ impl<F: Float> Engine<F> {
                 || Lease::new(pool),
                 |lease, (task, w)| {
                     let ws = lease.get();
-                    ws.load(layout, theta, task, share);
-                    let zero = ws.forward(layout, theta, task, w, Split::Query);
+                    ws.load(model, task, share);
+                    let zero = ws.forward(model, task, w, Split::Query);
                     let zero_logits = to_f32(ws.logits());
-                    ws.inner_loop(layout, theta, task, w, lr, steps);
-                    let few = ws.forward(layout, theta, task, w, Split::Query);
+                    ws.inner_loop(model, task, w, lr, steps);
+                    let few = ws.forward(model, task, w, Split::Query);
                     TaskEval {
                         zero_shot_loss: zero.to_f64(),
                         few_shot_loss: few.to_f64(),
@@ -370,5 +386,45 @@ impl Backend for Engine<f32> {
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
         let weights: Vec<&[f32]> = tasks.iter().map(|t| t.support_weights).collect();
         Engine::evaluate_weighted(self, tasks, &weights, inner.lr, inner.steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two meta-iterations on a pool of `threads` threads; θ and the stats, bit for bit.
+    fn run(threads: usize, share: bool) -> (Vec<u32>, Vec<u64>) {
+        let w = bench::reference_workload(3, 64);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut cpu = Cpu::new(w.layout.clone(), w.theta.clone()).unwrap();
+            cpu.set_share_prefixes(share);
+            let mut stats = Vec::new();
+            for b in 0..2 {
+                let s = cpu.meta_step(&w.batch(b), &w.inner, &w.outer).unwrap();
+                stats.extend([s.meta_loss.to_bits(), s.grad_norm.to_bits()]);
+            }
+            let bits = cpu.params().unwrap().iter().map(|x| x.to_bits()).collect();
+            (bits, stats)
+        })
+    }
+
+    #[test]
+    fn bit_identical_across_thread_counts() {
+        let one = run(1, true);
+        assert_eq!(run(2, true), one);
+        assert_eq!(run(3, true), one);
+        // Without prefix sharing the numbers agree to rounding, not bit for bit.
+        let (p, _) = run(2, false);
+        let diff = p
+            .iter()
+            .zip(&one.0)
+            .map(|(a, b)| (f32::from_bits(*a) - f32::from_bits(*b)).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{diff}");
     }
 }

@@ -8,7 +8,7 @@
 
 use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
-use super::kernels::{axpy, gemm_nn_acc, gemm_nt_acc, ger_acc};
+use super::kernels::{axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, transpose};
 
 // ---------------------------------------------------------------------------------------------
 // embedding
@@ -102,6 +102,9 @@ pub fn gru_split_mut<F>(block: &mut [F], e: usize, h: usize) -> GruGrads<'_, F> 
 /// between calls; grows to the largest forest seen.
 #[derive(Clone, Debug, Default)]
 pub struct GruCache<F> {
+    /// `weight_ih^T [E, 3H]` and `weight_hh^T [H, 3H]` of the last forward.
+    w_iht: Vec<F>,
+    w_hht: Vec<F>,
     /// Input projection of each distinct item `W_ih x + b_ih`, `[U, 3H]`.
     xi: Vec<F>,
     /// Activated gates r, z, n per node, `[R, 3H]`.
@@ -148,11 +151,15 @@ pub fn gru_forward<F: Float>(
 ) {
     let (u, r) = (forest.uniq.len(), forest.n_nodes());
     let g3 = 3 * h;
+    resize(&mut cache.w_iht, e * g3);
+    transpose(&mut cache.w_iht, w.w_ih, g3, e);
+    resize(&mut cache.w_hht, h * g3);
+    transpose(&mut cache.w_hht, w.w_hh, g3, h);
     resize(&mut cache.xi, u * g3);
     for row in cache.xi.chunks_exact_mut(g3) {
         row.copy_from_slice(w.b_ih);
     }
-    gemm_nt_acc(&mut cache.xi, &x[..u * e], w.w_ih, e);
+    gemm_nn_acc(&mut cache.xi, &x[..u * e], &cache.w_iht, g3);
     resize(&mut cache.rzn, r * g3);
     resize(&mut cache.ghn, r * h);
     resize(&mut cache.hprev, r * h);
@@ -170,11 +177,11 @@ pub fn gru_forward<F: Float>(
                 let p = forest.parents[i] as usize;
                 cache.hprev[i * h..(i + 1) * h].copy_from_slice(&cache.hs[p * h..(p + 1) * h]);
             }
-            gemm_nt_acc(
+            gemm_nn_acc(
                 &mut cache.gh,
                 &cache.hprev[lv.start * h..lv.end * h],
-                w.w_hh,
-                h,
+                &cache.w_hht,
+                g3,
             );
         }
         for (j, i) in lv.enumerate() {
@@ -253,13 +260,10 @@ pub fn gru_backward<F: Float>(
                 dgh[2 * h + k] = dn_pre * rg;
             }
         }
-        let dgh = &cache.dgh[lv.start * g3..lv.end * g3];
-        add_rows(dw.db_hh, dgh, g3);
         if t == 0 {
-            continue; // h_prev = 0: no gradient for W_hh and nothing further back
+            break; // h_prev = h0 = 0: nothing further back
         }
-        let hprev = &cache.hprev[lv.start * h..lv.end * h];
-        ger_acc(dw.dw_hh, dgh, hprev, h);
+        let dgh = &cache.dgh[lv.start * g3..lv.end * g3];
         // dh_prev = z ⊙ dh + W_hh^T dgh, added into each node's parent.
         resize(&mut cache.dhp, lv.len() * h);
         for (j, i) in lv.clone().enumerate() {
@@ -281,7 +285,17 @@ pub fn gru_backward<F: Float>(
             );
         }
     }
-    ger_acc(dw.dw_ih, &cache.dxi, &x[..u * e], e);
+    // Parameter gradients of all nodes at once (h_prev = 0 at depth 0 adds nothing to W_hh).
+    add_rows(dw.db_hh, &cache.dgh, g3);
+    let l1 = forest.level_start.get(1).copied().unwrap_or(r);
+    ger_acc(
+        dw.dw_hh,
+        &cache.dgh[l1 * g3..],
+        g3,
+        &cache.hprev[l1 * h..],
+        h,
+    );
+    ger_acc(dw.dw_ih, &cache.dxi, g3, &x[..u * e], e);
     add_rows(dw.db_ih, &cache.dxi, g3);
     let dx = &mut dx[..u * e];
     dx.fill(F::ZERO);
@@ -299,6 +313,8 @@ pub fn gru_backward<F: Float>(
 pub struct OutputWeights<'a, F> {
     /// `output.weight [V, H]`.
     pub w: &'a [F],
+    /// The same transposed, `[H, V]`.
+    pub wt: &'a [F],
     /// `output.bias [V]`.
     pub b: &'a [F],
     /// Low-rank factors over items, `[R, V]`.
@@ -342,7 +358,7 @@ pub fn output_ce_forward<F: Float>(
     for row in logits.chunks_exact_mut(v) {
         row.copy_from_slice(ow.b);
     }
-    gemm_nt_acc(logits, h, ow.w, hd);
+    gemm_nn_acc(logits, h, ow.wt, v);
     let rank = ow.rank();
     if rank > 0 {
         resize(coef, b * rank);
@@ -397,7 +413,7 @@ pub fn output_ce_backward<F: Float>(
         gemm_nn_acc(dh, coef, ow.g, hd);
     }
     if let Some(dw) = dw {
-        ger_acc(dw, dlogits, h, hd);
+        ger_acc(dw, dlogits, v, h, hd);
     }
 }
 

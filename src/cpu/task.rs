@@ -20,6 +20,39 @@ use crate::error::{Error, Result};
 use crate::model::ParamLayout;
 use std::ops::Range;
 
+/// The meta-parameters a task starts from, shared by all tasks of a meta-batch: θ in the flat
+/// layout plus `output.weight` transposed (computed once, used by every task's forward).
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a, F> {
+    pub layout: &'a ParamLayout,
+    pub theta: &'a [F],
+    /// `output.weight^T [H, V]`, see [`Model::transpose_out`].
+    pub out_wt: &'a [F],
+}
+
+impl<'a, F: Float> Model<'a, F> {
+    /// `output.weight^T` of `theta`, written into `buf` (resized).
+    pub fn transpose_out(layout: &ParamLayout, theta: &[F], buf: &mut Vec<F>) {
+        let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
+        buf.clear();
+        buf.resize(v * h, F::ZERO);
+        super::kernels::transpose(buf, &theta[layout.out_w()], v, h);
+    }
+
+    fn out_weights<'b>(&self, b: &'b [F], d: &'b [F], g: &'b [F]) -> OutputWeights<'b, F>
+    where
+        'a: 'b,
+    {
+        OutputWeights {
+            w: &self.theta[self.layout.out_w()],
+            wt: self.out_wt,
+            b,
+            d,
+            g,
+        }
+    }
+}
+
 /// Which pairs of the task a forward/backward runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
@@ -150,7 +183,8 @@ impl<F: Float> TaskWorkspace<F> {
 
     /// Loads a task with fast weights = `theta` (dense, flat layout). `share` computes the GRU
     /// state of a prefix shared by several sequences once. The task must pass [`check_task`].
-    pub fn load(&mut self, layout: &ParamLayout, theta: &[F], task: &Task, share: bool) {
+    pub fn load(&mut self, model: &Model<F>, task: &Task, share: bool) {
+        let (layout, theta) = (model.layout, model.theta);
         let d = layout.dims;
         (self.v, self.e, self.h) = (d.n_items, d.embed_dim, d.hidden_dim);
         self.ids.clear();
@@ -182,16 +216,9 @@ impl<F: Float> TaskWorkspace<F> {
     }
 
     /// Forward of `split` at the current fast weights: fills the activations and returns the
-    /// loss (`Σ w_i CE_i` on the support pairs, mean CE on the query pairs). `theta` is the θ
+    /// loss (`Σ w_i CE_i` on the support pairs, mean CE on the query pairs). `model` is the one
     /// the task was loaded from (its `output.weight` is shared).
-    pub fn forward(
-        &mut self,
-        layout: &ParamLayout,
-        theta: &[F],
-        task: &Task,
-        weights: &[F],
-        split: Split,
-    ) -> F {
+    pub fn forward(&mut self, model: &Model<F>, task: &Task, weights: &[F], split: Split) -> F {
         let (v, e, h) = (self.v, self.e, self.h);
         let (pre, labels, weights) = match split {
             Split::Support => (&self.support, task.support_labels, weights),
@@ -207,12 +234,7 @@ impl<F: Float> TaskWorkspace<F> {
         fill(&mut self.logits, b * v);
         fill(&mut self.lse, b);
         fill(&mut self.losses, b);
-        let ow = OutputWeights {
-            w: &theta[layout.out_w()],
-            b: &self.b_out,
-            d: &self.lr_d,
-            g: &self.lr_g,
-        };
+        let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
         self.last = Some(split);
         output_ce_forward(
             &mut self.logits,
@@ -231,7 +253,7 @@ impl<F: Float> TaskWorkspace<F> {
     /// Backward of the last [`forward`](Self::forward) (same arguments): sets the gradient of its
     /// loss w.r.t. the fast weights (GRU block, local embedding rows, output bias; for
     /// `output.weight` the factors `dlogits` and `hlast`, see [`add_dense_grad`](Self::add_dense_grad)).
-    pub fn backward(&mut self, layout: &ParamLayout, theta: &[F], task: &Task, weights: &[F]) {
+    pub fn backward(&mut self, model: &Model<F>, task: &Task, weights: &[F]) {
         let (v, e, h) = (self.v, self.e, self.h);
         let split = self.last.expect("backward after forward");
         let (pre, labels, weights) = match split {
@@ -245,12 +267,7 @@ impl<F: Float> TaskWorkspace<F> {
         fill(&mut self.db_out, v);
         fill(&mut self.dlogits, b * v);
         fill(&mut self.dhlast, b * h);
-        let ow = OutputWeights {
-            w: &theta[layout.out_w()],
-            b: &self.b_out,
-            d: &self.lr_d,
-            g: &self.lr_g,
-        };
+        let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
         output_ce_backward(
             &mut self.dlogits,
             &mut self.dhlast,
@@ -298,16 +315,15 @@ impl<F: Float> TaskWorkspace<F> {
     /// The inner loop: `steps` SGD steps with rate `lr` on the weighted support loss.
     pub fn inner_loop(
         &mut self,
-        layout: &ParamLayout,
-        theta: &[F],
+        model: &Model<F>,
         task: &Task,
         weights: &[F],
         lr: F,
         steps: usize,
     ) {
         for _ in 0..steps {
-            self.forward(layout, theta, task, weights, Split::Support);
-            self.backward(layout, theta, task, weights);
+            self.forward(model, task, weights, Split::Support);
+            self.backward(model, task, weights);
             self.sgd_step(lr);
         }
     }
@@ -336,6 +352,7 @@ impl<F: Float> TaskWorkspace<F> {
         super::kernels::ger_acc(
             &mut grad[layout.out_w()],
             &self.dlogits,
+            self.v,
             &self.hlast[..b * h],
             h,
         );
@@ -363,7 +380,13 @@ impl<F: Float> TaskWorkspace<F> {
             emb[id * e..(id + 1) * e].copy_from_slice(row);
         }
         out[layout.out_b()].copy_from_slice(&self.b_out);
-        super::kernels::ger_acc(&mut out[layout.out_w()], &self.lr_d, &self.lr_g, self.h);
+        super::kernels::ger_acc(
+            &mut out[layout.out_w()],
+            &self.lr_d,
+            self.v,
+            &self.lr_g,
+            self.h,
+        );
     }
 
     /// The last backward's gradient in compact form, for a deterministic reduction over tasks.
@@ -378,20 +401,15 @@ impl<F: Float> TaskWorkspace<F> {
         out.emb.extend_from_slice(&self.dtable);
         out.b_out.clear();
         out.b_out.extend_from_slice(&self.db_out);
-        out.rank = b;
-        fill(&mut out.dlogits_t, v * b);
-        for s in 0..b {
-            for (j, &d) in self.dlogits[s * v..(s + 1) * v].iter().enumerate() {
-                out.dlogits_t[j * b + s] = d;
-            }
-        }
+        out.dlogits.clear();
+        out.dlogits.extend_from_slice(&self.dlogits[..b * v]);
         out.hlast.clear();
         out.hlast.extend_from_slice(&self.hlast[..b * h]);
     }
 }
 
 /// One task's gradient in compact form: dense GRU block, embedding rows of the task's items,
-/// output bias, and `output.weight`'s gradient as `dlogits_t^T`-by-`hlast` factors.
+/// output bias, and `output.weight`'s gradient as the factors `dlogits^T hlast`.
 #[derive(Clone, Debug, Default)]
 pub struct TaskGrad<F> {
     /// The loss the gradient belongs to.
@@ -404,16 +422,27 @@ pub struct TaskGrad<F> {
     pub emb: Vec<F>,
     /// Gradient of `output.bias`.
     pub b_out: Vec<F>,
-    /// Number of samples B behind the output factors.
-    pub rank: usize,
-    /// `dlogits` transposed, `[V, B]`.
-    pub dlogits_t: Vec<F>,
-    /// Hidden states, `[B, H]`: `d output.weight = dlogits_t · hlast`.
+    /// Gradient of the logits, `[B, V]`.
+    pub dlogits: Vec<F>,
+    /// Hidden states, `[B, H]`: `d output.weight = dlogits^T · hlast`.
     pub hlast: Vec<F>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Reference API on dense buffers.
+
+fn dense_model<'a, F: Float>(
+    layout: &'a ParamLayout,
+    theta: &'a [F],
+    wt: &'a mut Vec<F>,
+) -> Model<'a, F> {
+    Model::transpose_out(layout, theta, wt);
+    Model {
+        layout,
+        theta,
+        out_wt: wt,
+    }
+}
 
 fn check_dense<F>(
     layout: &ParamLayout,
@@ -441,10 +470,12 @@ pub fn support_loss_grad<F: Float>(
     grad: &mut [F],
 ) -> Result<F> {
     check_dense(layout, theta, task, weights.len())?;
+    let wt = &mut Vec::new();
+    let model = dense_model(layout, theta, wt);
     let mut ws = TaskWorkspace::new();
-    ws.load(layout, theta, task, true);
-    let loss = ws.forward(layout, theta, task, weights, Split::Support);
-    ws.backward(layout, theta, task, weights);
+    ws.load(&model, task, true);
+    let loss = ws.forward(&model, task, weights, Split::Support);
+    ws.backward(&model, task, weights);
     ws.add_dense_grad(layout, grad);
     Ok(loss)
 }
@@ -461,9 +492,11 @@ pub fn adapt<F: Float>(
     phi: &mut [F],
 ) -> Result<()> {
     check_dense(layout, theta, task, weights.len())?;
+    let wt = &mut Vec::new();
+    let model = dense_model(layout, theta, wt);
     let mut ws = TaskWorkspace::new();
-    ws.load(layout, theta, task, true);
-    ws.inner_loop(layout, theta, task, weights, lr, steps);
+    ws.load(&model, task, true);
+    ws.inner_loop(&model, task, weights, lr, steps);
     ws.dense_params(layout, theta, phi);
     Ok(())
 }
@@ -476,10 +509,12 @@ pub fn query_loss_grad<F: Float>(
     grad: &mut [F],
 ) -> Result<F> {
     check_dense(layout, params, task, task.support_prefixes.len())?;
+    let wt = &mut Vec::new();
+    let model = dense_model(layout, params, wt);
     let mut ws = TaskWorkspace::new();
-    ws.load(layout, params, task, true);
-    let loss = ws.forward(layout, params, task, &[], Split::Query);
-    ws.backward(layout, params, task, &[]);
+    ws.load(&model, task, true);
+    let loss = ws.forward(&model, task, &[], Split::Query);
+    ws.backward(&model, task, &[]);
     ws.add_dense_grad(layout, grad);
     Ok(loss)
 }
@@ -492,9 +527,11 @@ pub fn query_logits<F: Float>(
     logits: &mut [F],
 ) -> Result<F> {
     check_dense(layout, params, task, task.support_prefixes.len())?;
+    let wt = &mut Vec::new();
+    let model = dense_model(layout, params, wt);
     let mut ws = TaskWorkspace::new();
-    ws.load(layout, params, task, true);
-    let loss = ws.forward(layout, params, task, &[], Split::Query);
+    ws.load(&model, task, true);
+    let loss = ws.forward(&model, task, &[], Split::Query);
     logits.copy_from_slice(ws.logits());
     Ok(loss)
 }
