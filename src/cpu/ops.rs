@@ -8,7 +8,9 @@
 
 use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
-use super::kernels::{axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, transpose};
+use super::kernels::{
+    axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, gru_cell, log_sum_exp, softmax_scaled, transpose,
+};
 
 // ---------------------------------------------------------------------------------------------
 // embedding
@@ -185,23 +187,14 @@ pub fn gru_forward<F: Float>(
             );
         }
         for (j, i) in lv.enumerate() {
-            let xi = &cache.xi[forest.items[i] as usize * g3..][..g3];
-            let gh = &cache.gh[j * g3..(j + 1) * g3];
-            let hp = &cache.hprev[i * h..(i + 1) * h];
-            let rzn = &mut cache.rzn[i * g3..(i + 1) * g3];
-            let ghn = &mut cache.ghn[i * h..(i + 1) * h];
-            let hs = &mut cache.hs[i * h..(i + 1) * h];
-            for k in 0..h {
-                let rg = (xi[k] + gh[k]).sigmoid();
-                let zg = (xi[h + k] + gh[h + k]).sigmoid();
-                let hn = gh[2 * h + k];
-                let ng = (xi[2 * h + k] + rg * hn).tanh();
-                rzn[k] = rg;
-                rzn[h + k] = zg;
-                rzn[2 * h + k] = ng;
-                ghn[k] = hn;
-                hs[k] = (F::ONE - zg) * ng + zg * hp[k];
-            }
+            gru_cell(
+                &mut cache.rzn[i * g3..(i + 1) * g3],
+                &mut cache.ghn[i * h..(i + 1) * h],
+                &mut cache.hs[i * h..(i + 1) * h],
+                &cache.xi[forest.items[i] as usize * g3..][..g3],
+                &cache.gh[j * g3..(j + 1) * g3],
+                &cache.hprev[i * h..(i + 1) * h],
+            );
         }
     }
     for (s, &end) in forest.ends.iter().enumerate() {
@@ -329,13 +322,6 @@ impl<F> OutputWeights<'_, F> {
     }
 }
 
-/// Numerically stable `log Σ exp(row)`.
-fn log_sum_exp<F: Float>(row: &[F]) -> F {
-    let m = row.iter().fold(row[0], |a, &b| a.max(b));
-    let s = row.iter().fold(F::ZERO, |a, &x| a + (x - m).exp());
-    m + s.ln()
-}
-
 /// Forward of the output layer and cross-entropy for B samples with hidden states `h [B, H]`:
 /// writes `logits [B, V]`, `lse [B]` (log-sum-exp per sample, kept for the backward) and
 /// `losses [B]` (`CE_s = lse_s − logit_s[label_s]`); returns `Σ_s weights[s] · CE_s`. `coef [B, R]`
@@ -398,9 +384,7 @@ pub fn output_ce_backward<F: Float>(
     let (dlogits, dh, h) = (&mut dlogits[..b * v], &mut dh[..b * hd], &h[..b * hd]);
     for s in 0..b {
         let d = &mut dlogits[s * v..(s + 1) * v];
-        for (o, &l) in d.iter_mut().zip(&logits[s * v..(s + 1) * v]) {
-            *o = weights[s] * (l - lse[s]).exp();
-        }
+        softmax_scaled(d, &logits[s * v..(s + 1) * v], lse[s], weights[s]);
         d[labels[s] as usize] -= weights[s];
         axpy(db, F::ONE, d);
     }
