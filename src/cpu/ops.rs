@@ -1,0 +1,410 @@
+//! The layers of GRU4Rec, each a forward/backward pair side by side (llm.c style), generic over
+//! [`Float`] (`f32` for the backend, `f64` for the reference).
+//!
+//! Arguments come in the order outputs, inputs, sizes; gradient buffers start with `d`.
+//!
+//! **Gradient convention**: parameter gradients accumulate (`+=`) into their buffers, so one buffer
+//! can collect several losses or tasks; activation gradients are assigned (`=`).
+
+use super::float::Float;
+use super::forest::{SeqForest, NO_PARENT};
+use super::kernels::{
+    axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, gru_cell, log_sum_exp, softmax_scaled, transpose,
+};
+
+// ---------------------------------------------------------------------------------------------
+// embedding
+
+/// `out[i] = table[ids[i]]`: `out [n, e]`, `table [rows, e]`.
+pub fn embedding_forward<F: Float>(out: &mut [F], table: &[F], ids: &[u32], e: usize) {
+    for (o, &id) in out.chunks_exact_mut(e).zip(ids) {
+        let id = id as usize;
+        o.copy_from_slice(&table[id * e..(id + 1) * e]);
+    }
+}
+
+/// `dtable[ids[i]] += dout[i]`, except for the row `padding` (PyTorch's `padding_idx`: that row is
+/// read by the forward but never receives gradient).
+pub fn embedding_backward<F: Float>(
+    dtable: &mut [F],
+    dout: &[F],
+    ids: &[u32],
+    padding: Option<u32>,
+    e: usize,
+) {
+    for (d, &id) in dout.chunks_exact(e).zip(ids) {
+        if Some(id) == padding {
+            continue;
+        }
+        let id = id as usize;
+        for (t, &g) in dtable[id * e..(id + 1) * e].iter_mut().zip(d) {
+            *t += g;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU
+
+/// The GRU's parameters, PyTorch's `gru.*_l0` (gate order r, z, n in the 3H rows).
+#[derive(Clone, Copy, Debug)]
+pub struct GruWeights<'a, F> {
+    /// `weight_ih [3H, E]`.
+    pub w_ih: &'a [F],
+    /// `weight_hh [3H, H]`.
+    pub w_hh: &'a [F],
+    /// `bias_ih [3H]`.
+    pub b_ih: &'a [F],
+    /// `bias_hh [3H]`.
+    pub b_hh: &'a [F],
+}
+
+/// Gradients of the GRU's parameters, same shapes as [`GruWeights`].
+#[derive(Debug)]
+pub struct GruGrads<'a, F> {
+    pub dw_ih: &'a mut [F],
+    pub dw_hh: &'a mut [F],
+    pub db_ih: &'a mut [F],
+    pub db_hh: &'a mut [F],
+}
+
+/// Length of the GRU's contiguous parameter block `w_ih | w_hh | b_ih | b_hh` (that is their order
+/// in the flat layout).
+pub fn gru_block_len(e: usize, h: usize) -> usize {
+    3 * h * e + 3 * h * h + 6 * h
+}
+
+/// Splits a GRU block (see [`gru_block_len`]) into its four tensors.
+pub fn gru_split<F>(block: &[F], e: usize, h: usize) -> GruWeights<'_, F> {
+    let (w_ih, rest) = block.split_at(3 * h * e);
+    let (w_hh, rest) = rest.split_at(3 * h * h);
+    let (b_ih, b_hh) = rest.split_at(3 * h);
+    GruWeights {
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+    }
+}
+
+/// Splits a GRU gradient block into its four tensors.
+pub fn gru_split_mut<F>(block: &mut [F], e: usize, h: usize) -> GruGrads<'_, F> {
+    let (dw_ih, rest) = block.split_at_mut(3 * h * e);
+    let (dw_hh, rest) = rest.split_at_mut(3 * h * h);
+    let (db_ih, db_hh) = rest.split_at_mut(3 * h);
+    GruGrads {
+        dw_ih,
+        dw_hh,
+        db_ih,
+        db_hh,
+    }
+}
+
+/// What the GRU's forward keeps for its backward, per forest node (row), plus scratch. Reused
+/// between calls; grows to the largest forest seen.
+#[derive(Clone, Debug, Default)]
+pub struct GruCache<F> {
+    /// `weight_ih^T [E, 3H]` and `weight_hh^T [H, 3H]` of the last forward.
+    w_iht: Vec<F>,
+    w_hht: Vec<F>,
+    /// Input projection of each distinct item `W_ih x + b_ih`, `[U, 3H]`.
+    xi: Vec<F>,
+    /// Activated gates r, z, n per node, `[R, 3H]`.
+    rzn: Vec<F>,
+    /// The candidate's hidden term `W_hn h_prev + b_hn` per node, `[R, H]`.
+    ghn: Vec<F>,
+    /// Previous hidden state per node (0 at depth 0), `[R, H]`.
+    hprev: Vec<F>,
+    /// Hidden state per node, `[R, H]`.
+    hs: Vec<F>,
+    /// Scratch: hidden pre-activations of one level, `[B, 3H]`; gradients per node.
+    gh: Vec<F>,
+    dh: Vec<F>,
+    dgh: Vec<F>,
+    dxi: Vec<F>,
+    dhp: Vec<F>,
+}
+
+fn resize<F: Float>(v: &mut Vec<F>, n: usize) {
+    v.clear();
+    v.resize(n, F::ZERO);
+}
+
+/// Sums the rows of `m [rows, n]` into `out [n]` (`+=`).
+fn add_rows<F: Float>(out: &mut [F], m: &[F], n: usize) {
+    for row in m.chunks_exact(n) {
+        axpy(out, F::ONE, row);
+    }
+}
+
+/// GRU forward over every node of `forest`, PyTorch's cell with h0 = 0:
+/// `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)`,
+/// `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+/// `x [U, E]` holds the embedding of each of `forest.uniq`. Writes `hlast [S, H]`, the hidden
+/// state at each sequence's own last item.
+pub fn gru_forward<F: Float>(
+    hlast: &mut [F],
+    cache: &mut GruCache<F>,
+    w: GruWeights<F>,
+    x: &[F],
+    forest: &SeqForest,
+    e: usize,
+    h: usize,
+) {
+    let (u, r) = (forest.uniq.len(), forest.n_nodes());
+    let g3 = 3 * h;
+    resize(&mut cache.w_iht, e * g3);
+    transpose(&mut cache.w_iht, w.w_ih, g3, e);
+    resize(&mut cache.w_hht, h * g3);
+    transpose(&mut cache.w_hht, w.w_hh, g3, h);
+    resize(&mut cache.xi, u * g3);
+    for row in cache.xi.chunks_exact_mut(g3) {
+        row.copy_from_slice(w.b_ih);
+    }
+    gemm_nn_acc(&mut cache.xi, &x[..u * e], &cache.w_iht, g3);
+    resize(&mut cache.rzn, r * g3);
+    resize(&mut cache.ghn, r * h);
+    resize(&mut cache.hprev, r * h);
+    resize(&mut cache.hs, r * h);
+    for t in 0..forest.n_levels() {
+        let lv = forest.level(t);
+        let b = lv.len();
+        // Hidden pre-activations of the level: b_hh + W_hh h_prev.
+        resize(&mut cache.gh, b * g3);
+        for row in cache.gh.chunks_exact_mut(g3) {
+            row.copy_from_slice(w.b_hh);
+        }
+        if t > 0 {
+            for i in lv.clone() {
+                let p = forest.parents[i] as usize;
+                cache.hprev[i * h..(i + 1) * h].copy_from_slice(&cache.hs[p * h..(p + 1) * h]);
+            }
+            gemm_nn_acc(
+                &mut cache.gh,
+                &cache.hprev[lv.start * h..lv.end * h],
+                &cache.w_hht,
+                g3,
+            );
+        }
+        for (j, i) in lv.enumerate() {
+            gru_cell(
+                &mut cache.rzn[i * g3..(i + 1) * g3],
+                &mut cache.ghn[i * h..(i + 1) * h],
+                &mut cache.hs[i * h..(i + 1) * h],
+                &cache.xi[forest.items[i] as usize * g3..][..g3],
+                &cache.gh[j * g3..(j + 1) * g3],
+                &cache.hprev[i * h..(i + 1) * h],
+            );
+        }
+    }
+    for (s, &end) in forest.ends.iter().enumerate() {
+        hlast[s * h..(s + 1) * h].copy_from_slice(&cache.hs[end * h..(end + 1) * h]);
+    }
+}
+
+/// GRU backward: from `dhlast [S, H]`, the gradient at each sequence's last hidden state, to
+/// `dx [U, E]` (assigned; the gradient of the input rows `x`) and the parameter gradients
+/// (accumulated). Uses the cache of the matching [`gru_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward<F: Float>(
+    dx: &mut [F],
+    dw: GruGrads<F>,
+    dhlast: &[F],
+    cache: &mut GruCache<F>,
+    w: GruWeights<F>,
+    x: &[F],
+    forest: &SeqForest,
+    e: usize,
+    h: usize,
+) {
+    let (u, r) = (forest.uniq.len(), forest.n_nodes());
+    let g3 = 3 * h;
+    resize(&mut cache.dh, r * h);
+    for (s, &end) in forest.ends.iter().enumerate() {
+        axpy(
+            &mut cache.dh[end * h..(end + 1) * h],
+            F::ONE,
+            &dhlast[s * h..(s + 1) * h],
+        );
+    }
+    resize(&mut cache.dgh, r * g3);
+    resize(&mut cache.dxi, u * g3);
+    for t in (0..forest.n_levels()).rev() {
+        let lv = forest.level(t);
+        for i in lv.clone() {
+            let dh = &cache.dh[i * h..(i + 1) * h];
+            let hp = &cache.hprev[i * h..(i + 1) * h];
+            let rzn = &cache.rzn[i * g3..(i + 1) * g3];
+            let ghn = &cache.ghn[i * h..(i + 1) * h];
+            let dxi = &mut cache.dxi[forest.items[i] as usize * g3..][..g3];
+            let dgh = &mut cache.dgh[i * g3..(i + 1) * g3];
+            for k in 0..h {
+                let (rg, zg, ng) = (rzn[k], rzn[h + k], rzn[2 * h + k]);
+                let dn = dh[k] * (F::ONE - zg);
+                let dz = dh[k] * (hp[k] - ng);
+                let dn_pre = dn * (F::ONE - ng * ng);
+                let dz_pre = dz * zg * (F::ONE - zg);
+                let dr_pre = dn_pre * ghn[k] * rg * (F::ONE - rg);
+                dxi[k] += dr_pre;
+                dxi[h + k] += dz_pre;
+                dxi[2 * h + k] += dn_pre;
+                dgh[k] = dr_pre;
+                dgh[h + k] = dz_pre;
+                dgh[2 * h + k] = dn_pre * rg;
+            }
+        }
+        if t == 0 {
+            break; // h_prev = h0 = 0: nothing further back
+        }
+        let dgh = &cache.dgh[lv.start * g3..lv.end * g3];
+        // dh_prev = z ⊙ dh + W_hh^T dgh, added into each node's parent.
+        resize(&mut cache.dhp, lv.len() * h);
+        for (j, i) in lv.clone().enumerate() {
+            let z = &cache.rzn[i * g3 + h..i * g3 + 2 * h];
+            let dh = &cache.dh[i * h..(i + 1) * h];
+            for (k, d) in cache.dhp[j * h..(j + 1) * h].iter_mut().enumerate() {
+                *d = z[k] * dh[k];
+            }
+        }
+        gemm_nn_acc(&mut cache.dhp, dgh, w.w_hh, h);
+        for (j, i) in lv.enumerate() {
+            let p = forest.parents[i];
+            debug_assert_ne!(p, NO_PARENT);
+            let p = p as usize;
+            axpy(
+                &mut cache.dh[p * h..(p + 1) * h],
+                F::ONE,
+                &cache.dhp[j * h..(j + 1) * h],
+            );
+        }
+    }
+    // Parameter gradients of all nodes at once (h_prev = 0 at depth 0 adds nothing to W_hh).
+    add_rows(dw.db_hh, &cache.dgh, g3);
+    let l1 = forest.level_start.get(1).copied().unwrap_or(r);
+    ger_acc(
+        dw.dw_hh,
+        &cache.dgh[l1 * g3..],
+        g3,
+        &cache.hprev[l1 * h..],
+        h,
+    );
+    ger_acc(dw.dw_ih, &cache.dxi, g3, &x[..u * e], e);
+    add_rows(dw.db_ih, &cache.dxi, g3);
+    let dx = &mut dx[..u * e];
+    dx.fill(F::ZERO);
+    gemm_nn_acc(dx, &cache.dxi, w.w_ih, e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// output layer + weighted cross-entropy
+
+/// The output layer `logits = W h + b` with `W = w + Σ_r d_r ⊗ g_r`: the dense `output.weight
+/// [V, H]` plus a low-rank correction (`d [R, V]`, `g [R, H]`, R may be 0). The inner loop keeps
+/// its SGD updates of `output.weight` in this form: a step on K samples adds K rank-1 terms
+/// instead of touching all V×H weights.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputWeights<'a, F> {
+    /// `output.weight [V, H]`.
+    pub w: &'a [F],
+    /// The same transposed, `[H, V]`.
+    pub wt: &'a [F],
+    /// `output.bias [V]`.
+    pub b: &'a [F],
+    /// Low-rank factors over items, `[R, V]`.
+    pub d: &'a [F],
+    /// Low-rank factors over hidden units, `[R, H]`.
+    pub g: &'a [F],
+}
+
+impl<F> OutputWeights<'_, F> {
+    fn rank(&self) -> usize {
+        self.g.len() / (self.w.len() / self.b.len()).max(1)
+    }
+}
+
+/// Forward of the output layer and cross-entropy for B samples with hidden states `h [B, H]`:
+/// writes `logits [B, V]`, `lse [B]` (log-sum-exp per sample, kept for the backward) and
+/// `losses [B]` (`CE_s = lse_s − logit_s[label_s]`); returns `Σ_s weights[s] · CE_s`. `coef [B, R]`
+/// is scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn output_ce_forward<F: Float>(
+    logits: &mut [F],
+    lse: &mut [F],
+    losses: &mut [F],
+    coef: &mut Vec<F>,
+    h: &[F],
+    ow: OutputWeights<F>,
+    labels: &[u32],
+    weights: &[F],
+    v: usize,
+    hd: usize,
+) -> F {
+    let b = labels.len();
+    let (logits, h) = (&mut logits[..b * v], &h[..b * hd]);
+    for row in logits.chunks_exact_mut(v) {
+        row.copy_from_slice(ow.b);
+    }
+    gemm_nn_acc(logits, h, ow.wt, v);
+    let rank = ow.rank();
+    if rank > 0 {
+        resize(coef, b * rank);
+        gemm_nt_acc(coef, h, ow.g, hd);
+        gemm_nn_acc(logits, coef, ow.d, v);
+    }
+    let mut total = F::ZERO;
+    for s in 0..b {
+        let row = &logits[s * v..(s + 1) * v];
+        lse[s] = log_sum_exp(row);
+        losses[s] = lse[s] - row[labels[s] as usize];
+        total += weights[s] * losses[s];
+    }
+    total
+}
+
+/// Backward of [`output_ce_forward`]: `dlogits [B, V]` (assigned) `= weights[s] · (softmax(logits_s)
+/// − onehot(label_s))`, `dh [B, H]` (assigned), `db [V]` (accumulated) and, when given, the dense
+/// `dw [V, H]` (accumulated; the inner loop instead keeps `dlogits` and `h` as a low-rank update).
+#[allow(clippy::too_many_arguments)]
+pub fn output_ce_backward<F: Float>(
+    dlogits: &mut [F],
+    dh: &mut [F],
+    db: &mut [F],
+    dw: Option<&mut [F]>,
+    coef: &mut Vec<F>,
+    logits: &[F],
+    lse: &[F],
+    h: &[F],
+    ow: OutputWeights<F>,
+    labels: &[u32],
+    weights: &[F],
+    v: usize,
+    hd: usize,
+) {
+    let b = labels.len();
+    let (dlogits, dh, h) = (&mut dlogits[..b * v], &mut dh[..b * hd], &h[..b * hd]);
+    for s in 0..b {
+        let d = &mut dlogits[s * v..(s + 1) * v];
+        softmax_scaled(d, &logits[s * v..(s + 1) * v], lse[s], weights[s]);
+        d[labels[s] as usize] -= weights[s];
+        axpy(db, F::ONE, d);
+    }
+    dh.fill(F::ZERO);
+    gemm_nn_acc(dh, dlogits, ow.w, hd);
+    let rank = ow.rank();
+    if rank > 0 {
+        resize(coef, b * rank);
+        gemm_nt_acc(coef, dlogits, ow.d, v);
+        gemm_nn_acc(dh, coef, ow.g, hd);
+    }
+    if let Some(dw) = dw {
+        ger_acc(dw, dlogits, v, h, hd);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+/// One SGD step `params -= lr · grads`.
+pub fn sgd<F: Float>(params: &mut [F], grads: &[F], lr: F) {
+    axpy(params, -lr, grads);
+}

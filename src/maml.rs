@@ -1,0 +1,263 @@
+//! The method's small pieces that do not depend on the model: recency weights over the support
+//! pairs, PyTorch's `clip_grad_norm_` and one step of `torch.optim.Adam`.
+
+use crate::backend::OuterConfig;
+use crate::cpu::Float;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// How the K support pairs (index 0 = oldest) are weighted in the inner loss. Every scheme is
+/// normalised to sum to 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "lowercase")]
+pub enum Recency {
+    /// `1/K` each (vanilla MAML).
+    Equal,
+    /// `exp(lambda · i/(K−1))` (`[1]` when K = 1).
+    Exponential { lambda: f64 },
+    /// `i + 1`.
+    Linear,
+    /// `softmax(i / temperature)`.
+    Softmax { temperature: f64 },
+    /// `exp(−(t_newest − t_i) / tau)` from the support labels' timestamps (seconds).
+    Time { tau: f64 },
+}
+
+impl Recency {
+    /// Checks the scheme's parameter, naming the configuration key on error.
+    pub fn validate(&self) -> Result<()> {
+        let (key, x, positive) = match *self {
+            Recency::Equal | Recency::Linear => return Ok(()),
+            Recency::Exponential { lambda } => ("recency.lambda", lambda, false),
+            Recency::Softmax { temperature } => ("recency.temperature", temperature, true),
+            Recency::Time { tau } => ("recency.tau", tau, true),
+        };
+        if !x.is_finite() || (positive && x <= 0.0) {
+            let need = if positive {
+                "a finite number > 0"
+            } else {
+                "a finite number"
+            };
+            return Err(Error::config(key, format!("must be {need}, got {x}")));
+        }
+        Ok(())
+    }
+
+    /// The K weights, index 0 = oldest support pair. `label_ts` (the support labels' timestamps)
+    /// is needed by [`Recency::Time`] only; without it that scheme is an error.
+    pub fn weights(&self, k: usize, label_ts: Option<&[i64]>) -> Result<Vec<f64>> {
+        self.validate()?;
+        if k == 0 {
+            return Err(Error::Shape(
+                "recency weights need K >= 1 support pairs".into(),
+            ));
+        }
+        let pos = |i: usize| i as f64;
+        let raw: Vec<f64> = match *self {
+            Recency::Equal => vec![1.0; k],
+            Recency::Exponential { lambda } => {
+                let span = if k > 1 { (k - 1) as f64 } else { 1.0 };
+                (0..k).map(|i| (lambda * (pos(i) / span)).exp()).collect()
+            }
+            Recency::Linear => (0..k).map(|i| pos(i) + 1.0).collect(),
+            Recency::Softmax { temperature } => {
+                let top = pos(k - 1) / temperature;
+                (0..k).map(|i| (pos(i) / temperature - top).exp()).collect()
+            }
+            Recency::Time { tau } => {
+                let ts = label_ts.ok_or_else(|| {
+                    Error::config(
+                        "recency.weighting_scheme",
+                        "`time` needs the support labels' timestamps, and the episodes have none \
+                         (support_label_ts); choose another scheme or prepare episodes with timestamps",
+                    )
+                })?;
+                if ts.len() != k {
+                    return Err(Error::Shape(format!(
+                        "{} support timestamps for {k} support pairs",
+                        ts.len()
+                    )));
+                }
+                let newest = ts.iter().copied().max().unwrap_or(0);
+                ts.iter()
+                    .map(|&t| (-((newest - t) as f64) / tau).exp())
+                    .collect()
+            }
+        };
+        let total: f64 = raw.iter().sum();
+        if !(total.is_finite() && total > 0.0) {
+            return Err(Error::config(
+                "recency.weighting_scheme",
+                format!("{self:?} gives weights that cannot be normalised (sum {total})"),
+            ));
+        }
+        Ok(raw.into_iter().map(|w| w / total).collect())
+    }
+}
+
+/// PyTorch's `clip_grad_norm_` on one flat gradient: computes the total L2 norm and, when
+/// `max_norm / (norm + 1e-6) < 1`, scales the gradient by that factor. `max_norm <= 0` or
+/// infinite disables the clip. Returns the norm before clipping (accumulated in f64).
+pub fn clip_grad_norm<F: Float>(grad: &mut [F], max_norm: f64) -> f64 {
+    let norm = grad
+        .iter()
+        .map(|g| {
+            let g = g.to_f64();
+            g * g
+        })
+        .sum::<f64>()
+        .sqrt();
+    if max_norm > 0.0 && max_norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            let c = F::from_f64(coef);
+            for g in grad.iter_mut() {
+                *g *= c;
+            }
+        }
+    }
+    norm
+}
+
+/// `torch.optim.Adam`'s hyper-parameters in the engine's float type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam<F> {
+    pub lr: F,
+    pub beta1: F,
+    pub beta2: F,
+    pub eps: F,
+}
+
+impl<F: Float> Adam<F> {
+    /// From the outer-loop configuration.
+    pub fn from_outer(o: &OuterConfig) -> Self {
+        let c = |x: f32| F::from_f64(x as f64);
+        Adam {
+            lr: c(o.lr),
+            beta1: c(o.beta1),
+            beta2: c(o.beta2),
+            eps: c(o.eps),
+        }
+    }
+}
+
+/// One step of `torch.optim.Adam` (no weight decay, not amsgrad), exactly PyTorch's single-tensor
+/// update: `m = lerp(m, g, 1 − β1)`, `v = β2 v + (1 − β2) g²`,
+/// `denom = sqrt(v) / sqrt(1 − β2^t) + eps`, `params −= (lr / (1 − β1^t)) · m / denom`, where
+/// `step` is t after the increment (1 on the first call).
+pub fn adam_step<F: Float>(
+    params: &mut [F],
+    grads: &[F],
+    m: &mut [F],
+    v: &mut [F],
+    step: u64,
+    cfg: &Adam<F>,
+) {
+    let t = step.min(i32::MAX as u64) as i32;
+    let bias_c1 = F::ONE - F::from_f64(cfg.beta1.to_f64().powi(t));
+    let bias_c2 = F::ONE - F::from_f64(cfg.beta2.to_f64().powi(t));
+    let step_size = cfg.lr / bias_c1;
+    let bias_c2_sqrt = bias_c2.sqrt();
+    let w1 = F::ONE - cfg.beta1;
+    let w2 = F::ONE - cfg.beta2;
+    for (((p, &g), m), v) in params
+        .iter_mut()
+        .zip(grads)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        *m += w1 * (g - *m);
+        *v = *v * cfg.beta2 + w2 * g * g;
+        let denom = v.sqrt() / bias_c2_sqrt + cfg.eps;
+        *p -= step_size * (*m / denom);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_follow_their_formulas() {
+        let w = Recency::Exponential { lambda: 0.5 }
+            .weights(5, None)
+            .unwrap();
+        let raw: Vec<f64> = (0..5).map(|i| (0.5 * i as f64 / 4.0).exp()).collect();
+        let s: f64 = raw.iter().sum();
+        for (a, b) in w.iter().zip(&raw) {
+            assert!((a - b / s).abs() < 1e-15);
+        }
+        assert_eq!(
+            Recency::Exponential { lambda: 3.0 }
+                .weights(1, None)
+                .unwrap(),
+            vec![1.0]
+        );
+        let lin = Recency::Linear.weights(4, None).unwrap();
+        assert_eq!(lin, vec![0.1, 0.2, 0.3, 0.4]);
+        let eq = Recency::Equal.weights(4, None).unwrap();
+        assert_eq!(eq, vec![0.25; 4]);
+        let sm = Recency::Softmax { temperature: 2.0 }
+            .weights(3, None)
+            .unwrap();
+        let e: Vec<f64> = (0..3).map(|i| (i as f64 / 2.0).exp()).collect();
+        let es: f64 = e.iter().sum();
+        for (a, b) in sm.iter().zip(&e) {
+            assert!((a - b / es).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn time_weights_decay_with_age_and_need_timestamps() {
+        let ts = [0i64, 43_200, 86_400];
+        let w = Recency::Time { tau: 86_400.0 }
+            .weights(3, Some(&ts))
+            .unwrap();
+        let raw = [(-1.0f64).exp(), (-0.5f64).exp(), 1.0];
+        let s: f64 = raw.iter().sum();
+        for (a, b) in w.iter().zip(raw) {
+            assert!((a - b / s).abs() < 1e-15);
+        }
+        let err = Recency::Time { tau: 1.0 }.weights(3, None).unwrap_err();
+        assert!(err.to_string().contains("timestamps"), "{err}");
+        assert!(Recency::Time { tau: 0.0 }.weights(3, Some(&ts)).is_err());
+        assert!(Recency::Softmax {
+            temperature: f64::NAN
+        }
+        .weights(3, None)
+        .is_err());
+    }
+
+    #[test]
+    fn clip_scales_only_above_the_bound() {
+        let mut g = vec![3.0f64, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
+        assert_eq!(g, vec![3.0, 4.0]);
+        let n = clip_grad_norm(&mut g, 1.0);
+        assert_eq!(n, 5.0);
+        let c = 1.0 / (5.0 + 1e-6);
+        assert!((g[0] - 3.0 * c).abs() < 1e-15 && (g[1] - 4.0 * c).abs() < 1e-15);
+        let mut g = vec![3.0f64, 4.0];
+        clip_grad_norm(&mut g, f64::INFINITY);
+        clip_grad_norm(&mut g, 0.0);
+        assert_eq!(g, vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr_times_sign() {
+        let cfg = Adam {
+            lr: 0.001f64,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        let mut p = vec![1.0, 1.0, 1.0];
+        let g = [0.5, -2.0, 0.0];
+        let (mut m, mut v) = (vec![0.0; 3], vec![0.0; 3]);
+        adam_step(&mut p, &g, &mut m, &mut v, 1, &cfg);
+        // m̂ = g, v̂ = g², so the step is lr · g / (|g| + eps).
+        assert!((p[0] - (1.0 - 0.001 * 0.5 / (0.5 + 1e-8))).abs() < 1e-15);
+        assert!((p[1] - (1.0 + 0.001 * 2.0 / (2.0 + 1e-8))).abs() < 1e-15);
+        assert_eq!(p[2], 1.0);
+    }
+}
