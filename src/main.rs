@@ -14,9 +14,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Write a synthetic MOOC-like activity log (interactions CSV or XuetangX JSON).
+    Synth(recmaml::data::synth::SynthArgs),
+    /// Turn a raw log into vocabulary, pairs and K-shot episodes (train/val/test).
+    Prepare(recmaml::data::prepare::PrepareArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Synth(a) => _ = recmaml::data::synth::run(&a)?,
+        Command::Prepare(a) => _ = recmaml::data::prepare::run(&a)?,
+    }
+    Ok(())
 }
