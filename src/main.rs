@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a synthetic MOOC-like activity log (interactions CSV or XuetangX JSON).
+    Synth(recmaml::data::synth::SynthArgs),
+    /// Turn a raw log into vocabulary, pairs and K-shot episodes (train/val/test).
+    Prepare(recmaml::data::prepare::PrepareArgs),
     /// Meta-train a GRU4Rec model with recency-weighted first-order MAML.
     Train(recmaml::commands::TrainArgs),
     /// Zero- and few-shot metrics of a model on an episode file.
@@ -26,6 +30,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Synth(a) => _ = recmaml::data::synth::run(&a)?,
+        Command::Prepare(a) => _ = recmaml::data::prepare::run(&a)?,
         Command::Train(a) => recmaml::commands::run_train(&a)?,
         Command::Eval(a) => recmaml::commands::run_eval(&a)?,
         Command::Bench(a) => recmaml::bench::run_cli(&a)?,

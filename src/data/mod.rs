@@ -1,6 +1,19 @@
 //! Episodes: the data pipeline from raw interaction logs (`prepare`), the synthetic default log
 //! (`synth`), and the episode reader every other command uses.
 
+pub mod episodes;
+pub mod events;
+pub mod intern;
+pub mod json;
+pub mod pipeline;
+pub mod prepare;
+pub mod progress;
+pub mod synth;
+pub mod time;
+pub mod xuetangx;
+
+pub use episodes::{read_episodes, write_episodes, write_pairs};
+
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -1,0 +1,416 @@
+//! Raw interaction logs, read into one in-memory [`EventLog`]: `interactions` (CSV/TSV with a
+//! header) and `movielens` (`u.data`, `ratings.csv`, `ratings.dat`). The `xuetangx` activity JSON
+//! is read by [`super::xuetangx`]. For text inputs an error's `row` is the 1-based line number
+//! (the header is line 1).
+
+use super::intern::{Interner, SessionInterner};
+use super::progress::Progress;
+use super::time::parse_timestamp;
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// `Event::session` when the input has no session column.
+pub const NO_SESSION: u32 = u32::MAX;
+
+/// One kept event, with users, items and sessions numbered in order of first appearance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub user: u32,
+    /// Index into [`EventLog::sessions`], or [`NO_SESSION`].
+    pub session: u32,
+    /// Index into [`EventLog::items`] (not yet the vocabulary id).
+    pub item: u32,
+    /// Unix seconds.
+    pub ts: i64,
+}
+
+/// A whole log, events in input order.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Original user ids.
+    pub users: Vec<String>,
+    /// Original item ids.
+    pub items: Vec<String>,
+    /// Original session ids (each belongs to one user).
+    pub sessions: Vec<String>,
+    pub events: Vec<Event>,
+    /// Events read before filtering (equal to `events.len()` for formats without a filter).
+    pub events_read: u64,
+}
+
+/// Builds an [`EventLog`] while reading, interning ids.
+#[derive(Default)]
+pub struct LogBuilder {
+    users: Interner,
+    items: Interner,
+    sessions: SessionInterner,
+    events: Vec<Event>,
+    /// Events seen, kept or not.
+    pub events_read: u64,
+}
+
+impl LogBuilder {
+    /// The number of user `id`.
+    #[inline]
+    pub fn user(&mut self, id: &[u8]) -> u32 {
+        self.users.id(id)
+    }
+    /// The number of item `id`.
+    #[inline]
+    pub fn item(&mut self, id: &[u8]) -> u32 {
+        self.items.id(id)
+    }
+    /// The number of session `id` of `user`.
+    #[inline]
+    pub fn session(&mut self, user: u32, id: &[u8]) -> u32 {
+        self.sessions.id(user, id)
+    }
+    /// Appends a kept event.
+    #[inline]
+    pub fn push(&mut self, e: Event) {
+        self.events.push(e);
+    }
+    /// The finished log; an error if no event was kept.
+    pub fn finish(self, source: &Path) -> Result<EventLog> {
+        if self.events.is_empty() {
+            let msg = if self.events_read == 0 {
+                "the input has no events".to_string()
+            } else {
+                format!(
+                    "no user left: none of the {} events passed the filter",
+                    self.events_read
+                )
+            };
+            return Err(Error::data(source, None, None, msg));
+        }
+        Ok(EventLog {
+            source: source.to_path_buf(),
+            users: self.users.into_names(),
+            items: self.items.into_names(),
+            sessions: self.sessions.into_names(),
+            events: self.events,
+            events_read: self.events_read,
+        })
+    }
+}
+
+/// Field separator of a delimited text file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delim {
+    Byte(u8),
+    /// MovieLens 1M/10M `ratings.dat`.
+    DoubleColon,
+}
+
+/// Splits one line into fields. With a byte separator, a field may be double-quoted (`""` is a
+/// quote inside it); returns `None` for an unterminated quote.
+fn split_fields<'a>(
+    line: &'a [u8],
+    delim: Delim,
+    out: &mut Vec<std::borrow::Cow<'a, [u8]>>,
+) -> bool {
+    out.clear();
+    match delim {
+        Delim::DoubleColon => {
+            let mut rest = line;
+            while let Some(p) = rest.windows(2).position(|w| w == b"::") {
+                out.push(rest[..p].into());
+                rest = &rest[p + 2..];
+            }
+            out.push(rest.into());
+            true
+        }
+        Delim::Byte(d) => {
+            let mut i = 0;
+            loop {
+                if line.get(i) == Some(&b'"') {
+                    let mut field = Vec::new();
+                    i += 1;
+                    loop {
+                        match line.get(i) {
+                            None => return false,
+                            Some(b'"') if line.get(i + 1) == Some(&b'"') => {
+                                field.push(b'"');
+                                i += 2;
+                            }
+                            Some(b'"') => {
+                                i += 1;
+                                break;
+                            }
+                            Some(&c) => {
+                                field.push(c);
+                                i += 1;
+                            }
+                        }
+                    }
+                    out.push(field.into());
+                    // Skip anything up to the separator.
+                    match line[i..].iter().position(|&c| c == d) {
+                        Some(p) => i += p + 1,
+                        None => return true,
+                    }
+                } else {
+                    match line[i..].iter().position(|&c| c == d) {
+                        Some(p) => {
+                            out.push(line[i..i + p].into());
+                            i += p + 1;
+                        }
+                        None => {
+                            out.push(line[i..].into());
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which field holds what.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    user: usize,
+    item: usize,
+    ts: usize,
+    session: Option<usize>,
+    /// Fields per line.
+    width: usize,
+}
+
+/// Column names used in error messages.
+const COL_USER: &str = "user_id";
+const COL_ITEM: &str = "item_id";
+const COL_TS: &str = "timestamp";
+const COL_SESSION: &str = "session_id";
+
+/// Lines of a text file with their 1-based numbers, `\r\n` or `\n` endings, and byte progress.
+struct Lines {
+    path: PathBuf,
+    reader: BufReader<File>,
+    line_no: usize,
+    progress: Progress,
+    bytes: u64,
+}
+
+impl Lines {
+    fn open(path: &Path, quiet: bool) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Lines {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            line_no: 0,
+            progress: Progress::new("reading", total, true, quiet),
+            bytes: 0,
+        })
+    }
+
+    /// Reads the next line into `buf` without its ending; `false` at the end.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', buf)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line_no += 1;
+        self.bytes += n as u64;
+        if self.line_no % 65_536 == 0 {
+            self.progress.set(self.bytes);
+        }
+        while let Some(b'\n' | b'\r') = buf.last() {
+            buf.pop();
+        }
+        Ok(true)
+    }
+
+    /// The first line, or an error if the file is empty.
+    fn first_line(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        if !self.next_line(&mut buf)? {
+            return Err(Error::data(&self.path, None, None, "the input is empty"));
+        }
+        Ok(buf)
+    }
+
+    fn err(&self, column: Option<&str>, msg: impl Into<String>) -> Error {
+        Error::data(&self.path, Some(self.line_no), column, msg)
+    }
+}
+
+/// Reads rows after the header (if any) into a log.
+fn read_rows(
+    mut lines: Lines,
+    delim: Delim,
+    cols: Columns,
+    first: Option<Vec<u8>>,
+) -> Result<EventLog> {
+    let mut b = LogBuilder::default();
+    let mut pending = first;
+    let mut buf = Vec::new();
+    loop {
+        match pending.take() {
+            Some(l) => buf = l,
+            None => {
+                if !lines.next_line(&mut buf)? {
+                    break;
+                }
+            }
+        }
+        let line = &buf[..];
+        let mut fields = Vec::with_capacity(cols.width);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if !split_fields(line, delim, &mut fields) {
+            return Err(lines.err(None, "unterminated quoted field"));
+        }
+        if fields.len() != cols.width {
+            return Err(lines.err(
+                None,
+                format!("expected {} fields, found {}", cols.width, fields.len()),
+            ));
+        }
+        let field = |i: usize, name: &str| -> Result<&[u8]> {
+            let f = fields[i].trim_ascii();
+            if f.is_empty() {
+                return Err(lines.err(Some(name), "empty value"));
+            }
+            Ok(f)
+        };
+        let ts_raw = field(cols.ts, COL_TS)?;
+        let ts = parse_timestamp(ts_raw).ok_or_else(|| {
+            lines.err(
+                Some(COL_TS),
+                format!(
+                    "cannot parse `{}` as Unix seconds or ISO 8601",
+                    String::from_utf8_lossy(ts_raw)
+                ),
+            )
+        })?;
+        let user = b.user(field(cols.user, COL_USER)?);
+        let item = b.item(field(cols.item, COL_ITEM)?);
+        let session = match cols.session {
+            Some(i) => {
+                let s = field(i, COL_SESSION)?.to_vec();
+                b.session(user, &s)
+            }
+            None => NO_SESSION,
+        };
+        b.events_read += 1;
+        b.push(Event {
+            user,
+            session,
+            item,
+            ts,
+        });
+    }
+    lines.progress.finish();
+    b.finish(&lines.path)
+}
+
+/// Reads an `interactions` file: CSV or TSV (tab if the header has a tab) with a header naming
+/// `user_id`, `item_id`, `timestamp` and optionally `session_id` (any order, other columns
+/// ignored); timestamps as Unix seconds or ISO 8601.
+pub fn read_interactions(path: &Path, quiet: bool) -> Result<EventLog> {
+    let mut lines = Lines::open(path, quiet)?;
+    let header = lines.first_line()?;
+    let delim = Delim::Byte(if header.contains(&b'\t') { b'\t' } else { b',' });
+    let mut names = Vec::new();
+    if !split_fields(&header, delim, &mut names) {
+        return Err(lines.err(None, "unterminated quoted field in the header"));
+    }
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| String::from_utf8_lossy(n.trim_ascii()).to_ascii_lowercase())
+        .collect();
+    let find = |name: &str| names.iter().position(|n| n == name);
+    let need = |name: &str| {
+        find(name).ok_or_else(|| {
+            lines.err(
+                Some(name),
+                format!("missing column `{name}` in header {names:?}"),
+            )
+        })
+    };
+    let cols = Columns {
+        user: need(COL_USER)?,
+        item: need(COL_ITEM)?,
+        ts: need(COL_TS)?,
+        session: find(COL_SESSION),
+        width: names.len(),
+    };
+    read_rows(lines, delim, cols, None)
+}
+
+/// Reads a GroupLens MovieLens ratings file, detected from its first line: `ratings.csv`
+/// (header `userId,movieId,rating,timestamp`), `u.data` (tab-separated, no header: user, item,
+/// rating, seconds) or `ratings.dat` (`user::item::rating::seconds`). Ratings are ignored.
+pub fn read_movielens(path: &Path, quiet: bool) -> Result<EventLog> {
+    let mut lines = Lines::open(path, quiet)?;
+    let first = lines.first_line()?;
+    let fixed = Columns {
+        user: 0,
+        item: 1,
+        ts: 3,
+        session: None,
+        width: 4,
+    };
+    let lower = String::from_utf8_lossy(&first).to_ascii_lowercase();
+    if lower.starts_with("userid") {
+        let names: Vec<&str> = lower.split(',').map(str::trim).collect();
+        let need = |name: &str| {
+            names.iter().position(|n| *n == name).ok_or_else(|| {
+                lines.err(
+                    Some(name),
+                    format!("missing column `{name}` in `ratings.csv` header"),
+                )
+            })
+        };
+        let cols = Columns {
+            user: need("userid")?,
+            item: need("movieid")?,
+            ts: need("timestamp")?,
+            session: None,
+            width: names.len(),
+        };
+        read_rows(lines, Delim::Byte(b','), cols, None)
+    } else if first.windows(2).any(|w| w == b"::") {
+        read_rows(lines, Delim::DoubleColon, fixed, Some(first))
+    } else if first.contains(&b'\t') {
+        read_rows(lines, Delim::Byte(b'\t'), fixed, Some(first))
+    } else {
+        Err(lines.err(
+            None,
+            "not a MovieLens ratings file: expected a `ratings.csv` header \
+             (userId,movieId,rating,timestamp), `u.data` (user<TAB>item<TAB>rating<TAB>seconds) \
+             or `ratings.dat` (user::item::rating::seconds)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_quoted_fields() {
+        let mut out = Vec::new();
+        assert!(split_fields(
+            b"a,\"b,\"\"c\"\"\",d",
+            Delim::Byte(b','),
+            &mut out
+        ));
+        let got: Vec<&[u8]> = out.iter().map(|c| c.as_ref()).collect();
+        assert_eq!(got, vec![&b"a"[..], b"b,\"c\"", b"d"]);
+        assert!(!split_fields(b"a,\"b", Delim::Byte(b','), &mut out));
+        assert!(split_fields(b"1::2::5::9", Delim::DoubleColon, &mut out));
+        assert_eq!(out.len(), 4);
+    }
+}

@@ -1,0 +1,459 @@
+//! From an [`EventLog`] to pairs and episodes, in memory: sessions, vocabulary, pairs, the user
+//! split and the episodes of each split. `prepare` writes what this computes.
+//!
+//! Semantics (upstream's, with its defects fixed):
+//! - A session is the input's session (column or hash), else the whole user; with a session gap,
+//!   a session is further cut wherever two consecutive events are more than `gap` seconds apart.
+//! - Events in a session are sorted by time, ties kept in input order; consecutive repeats of
+//!   an item are removed (the first event of a run stands for it, with its timestamp).
+//! - Item ids: items sorted as strings, numbered from 1; 0 is padding.
+//! - Pairs: for each position t >= 1 of a session's sequence, prefix = the items before t (cut to
+//!   the last `max_prefix_len`), label = item t; kept only if every prefix timestamp is strictly
+//!   before the label's (the sequence is sorted, so: item t-1's time < item t's time).
+//! - Users with at least one pair, sorted as strings, are shuffled with [`Rng`] seeded by
+//!   `seed`; the first `floor(n * train)` are train, the next `floor(n * val)` val, the rest test.
+//! - Episodes: a user's pairs sorted by label time (stable; ties in session order). Train: every
+//!   window of K+Q consecutive pairs, starting at 0, `stride` apart; val/test: the last K+Q pairs.
+//!   An episode is kept only if its newest support label is strictly older than its oldest
+//!   query label. Users with fewer than K+Q pairs give no episode.
+
+use super::events::{EventLog, NO_SESSION};
+use super::Episode;
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use serde::Serialize;
+
+/// The split names, in order.
+pub const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// What the pipeline needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PipelineConfig {
+    /// Support pairs per episode.
+    pub k: usize,
+    /// Query pairs per episode.
+    pub q: usize,
+    /// Prefixes are cut to their last this many items.
+    pub max_prefix_len: usize,
+    /// Fractions of users in train, val, test (sum 1).
+    pub split: [f64; 3],
+    /// Seed of the user shuffle.
+    pub seed: u64,
+    /// Train windows start this many pairs apart.
+    pub train_stride: usize,
+    /// Cut sessions at gaps longer than this many seconds.
+    pub session_gap: Option<i64>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            k: 5,
+            q: 10,
+            max_prefix_len: 50,
+            split: [0.8, 0.1, 0.1],
+            seed: 20_260_107,
+            train_stride: 1,
+            session_gap: None,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Checks the values, naming the flag at fault.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--K", self.k),
+            ("--Q", self.q),
+            ("--max-prefix-len", self.max_prefix_len),
+            ("--train-stride", self.train_stride),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                return Err(Error::config(flag, "must be at least 1"));
+            }
+        }
+        let sum: f64 = self.split.iter().sum();
+        if self.split.iter().any(|f| !f.is_finite() || *f < 0.0) || (sum - 1.0).abs() > 1e-6 {
+            return Err(Error::config(
+                "--split",
+                format!(
+                    "three non-negative fractions summing to 1 expected, got {:?}",
+                    self.split
+                ),
+            ));
+        }
+        if matches!(self.session_gap, Some(g) if g <= 0) {
+            return Err(Error::config(
+                "--session-gap",
+                "must be a positive number of seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One (prefix -> next item) pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    /// Unique across all splits; numbered train, then val, then test.
+    pub pair_id: i64,
+    /// Index into [`Prepared::users`].
+    pub user: u32,
+    /// Index into [`Prepared::sessions`].
+    pub session: u32,
+    /// Item ids (vocabulary), at most `max_prefix_len`, oldest first.
+    pub prefix: Vec<u32>,
+    pub label: u32,
+    /// Unix seconds of the label's first event.
+    pub label_ts: i64,
+    /// Prefix length before the cut.
+    pub full_prefix_len: u32,
+}
+
+/// Counts for one split.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SplitCounts {
+    /// Users assigned to the split (all have pairs).
+    pub users: usize,
+    /// Kept events of those users.
+    pub events: usize,
+    /// Their sessions.
+    pub sessions: usize,
+    pub pairs: usize,
+    /// Users with fewer than K+Q pairs.
+    pub users_too_short: usize,
+    /// Users that gave at least one episode.
+    pub users_with_episodes: usize,
+    /// Candidate episodes dropped because a support label was not older than a query label.
+    pub episodes_dropped_order: usize,
+    pub episodes: usize,
+}
+
+/// Nearest-rank percentiles.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    pub p50: u32,
+    pub p90: u32,
+    pub p99: u32,
+    pub max: u32,
+}
+
+impl Percentiles {
+    /// Of `v` (sorted in place); zeros when empty.
+    pub fn of(v: &mut [u32]) -> Self {
+        v.sort_unstable();
+        let at = |p: f64| -> u32 {
+            if v.is_empty() {
+                return 0;
+            }
+            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            v[rank - 1]
+        };
+        Percentiles {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: v.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Counts per stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StageCounts {
+    pub events_read: u64,
+    pub events_kept: usize,
+    /// Users with at least one kept event.
+    pub users: usize,
+    pub items: usize,
+    pub sessions: usize,
+    /// Positions t >= 1 of the deduplicated session sequences.
+    pub pair_candidates: usize,
+    /// Candidates dropped because the label's time equals the previous item's.
+    pub pairs_dropped_same_time: usize,
+    pub pairs: usize,
+    /// Pairs whose prefix was cut to `max_prefix_len`.
+    pub pairs_truncated: usize,
+    pub users_with_pairs: usize,
+    /// Prefix lengths of all pairs before the cut.
+    pub prefix_len: Percentiles,
+}
+
+/// Everything `prepare` writes.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Item names; the id of `vocab[i]` is `i + 1`.
+    pub vocab: Vec<String>,
+    /// User names.
+    pub users: Vec<String>,
+    /// Session names (the input's, or the user id; `#k` appended for the k-th piece when a
+    /// session gap is set).
+    pub sessions: Vec<String>,
+    /// Pairs of each split: users in name order, each user's pairs by label time.
+    pub pairs: [Vec<Pair>; 3],
+    /// Episodes of each split, ids from 0, users in name order.
+    pub episodes: [Vec<Episode>; 3],
+    pub stages: StageCounts,
+    pub splits: [SplitCounts; 3],
+}
+
+/// Item ids: the items used by any event, sorted as strings, numbered from 1. Returns the
+/// vocabulary and the map from log item index to id (0 for unused items).
+fn vocabulary(log: &EventLog) -> (Vec<String>, Vec<u32>) {
+    let mut used = vec![false; log.items.len()];
+    for e in &log.events {
+        used[e.item as usize] = true;
+    }
+    let mut order: Vec<u32> = (0..log.items.len() as u32)
+        .filter(|&i| used[i as usize])
+        .collect();
+    order.sort_unstable_by(|&a, &b| log.items[a as usize].cmp(&log.items[b as usize]));
+    let mut remap = vec![0u32; log.items.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        remap[i as usize] = rank as u32 + 1;
+    }
+    let vocab = order
+        .iter()
+        .map(|&i| log.items[i as usize].clone())
+        .collect();
+    (vocab, remap)
+}
+
+/// Events grouped by base session (the input's session, or the user), input order kept inside a
+/// group: a counting sort. Returns (group starts, (ts, item id) per event, user per group).
+fn group_events(log: &EventLog, remap: &[u32]) -> (Vec<usize>, Vec<(i64, u32)>, Vec<u32>) {
+    let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
+    let n_groups = if has_sessions {
+        log.sessions.len()
+    } else {
+        log.users.len()
+    };
+    let key = |e: &super::events::Event| {
+        if has_sessions {
+            e.session as usize
+        } else {
+            e.user as usize
+        }
+    };
+    let mut start = vec![0usize; n_groups + 1];
+    let mut group_user = vec![0u32; n_groups];
+    for e in &log.events {
+        start[key(e) + 1] += 1;
+        group_user[key(e)] = e.user;
+    }
+    for g in 0..n_groups {
+        start[g + 1] += start[g];
+    }
+    let mut fill = start.clone();
+    let mut grouped = vec![(0i64, 0u32); log.events.len()];
+    for e in &log.events {
+        let g = key(e);
+        grouped[fill[g]] = (e.ts, remap[e.item as usize]);
+        fill[g] += 1;
+    }
+    (start, grouped, group_user)
+}
+
+/// The pairs of one session's time-sorted events, appended to `out`; returns (candidates,
+/// dropped for equal times).
+fn session_pairs(
+    events: &[(i64, u32)],
+    user: u32,
+    session: u32,
+    cap: usize,
+    seq: &mut Vec<(i64, u32)>,
+    out: &mut Vec<Pair>,
+) -> (usize, usize) {
+    seq.clear();
+    for &(ts, item) in events {
+        if seq.last().is_none_or(|&(_, last)| last != item) {
+            seq.push((ts, item));
+        }
+    }
+    let mut dropped = 0;
+    for t in 1..seq.len() {
+        let label_ts = seq[t].0;
+        if seq[t - 1].0 >= label_ts {
+            dropped += 1;
+            continue;
+        }
+        out.push(Pair {
+            pair_id: -1,
+            user,
+            session,
+            prefix: seq[t.saturating_sub(cap)..t].iter().map(|p| p.1).collect(),
+            label: seq[t].1,
+            label_ts,
+            full_prefix_len: t as u32,
+        });
+    }
+    (seq.len().saturating_sub(1), dropped)
+}
+
+/// Runs the whole pipeline on `log`.
+pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
+    cfg.validate()?;
+    let (vocab, remap) = vocabulary(log);
+    let (start, mut grouped, group_user) = group_events(log, &remap);
+    let n_users = log.users.len();
+    let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
+
+    let mut stages = StageCounts {
+        events_read: log.events_read,
+        events_kept: log.events.len(),
+        items: vocab.len(),
+        ..Default::default()
+    };
+    let mut user_events = vec![0usize; n_users];
+    let mut user_sessions = vec![0usize; n_users];
+    let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
+    let mut sessions = Vec::new();
+    let mut seq = Vec::new();
+    for g in 0..start.len() - 1 {
+        let events = &mut grouped[start[g]..start[g + 1]];
+        if events.is_empty() {
+            continue;
+        }
+        let user = group_user[g];
+        let base = if has_sessions {
+            &log.sessions[g]
+        } else {
+            &log.users[user as usize]
+        };
+        events.sort_by_key(|e| e.0); // stable: ties keep input order
+        user_events[user as usize] += events.len();
+        let mut pieces = events.chunk_by(|a, b| cfg.session_gap.is_none_or(|gap| b.0 - a.0 <= gap));
+        for (k, piece) in pieces.by_ref().enumerate() {
+            let session = sessions.len() as u32;
+            sessions.push(match cfg.session_gap {
+                Some(_) => format!("{base}#{k}"),
+                None => base.clone(),
+            });
+            user_sessions[user as usize] += 1;
+            let out = &mut user_pairs[user as usize];
+            let (cand, dropped) =
+                session_pairs(piece, user, session, cfg.max_prefix_len, &mut seq, out);
+            stages.pair_candidates += cand;
+            stages.pairs_dropped_same_time += dropped;
+        }
+    }
+    drop(grouped);
+    stages.sessions = sessions.len();
+    stages.users = user_events.iter().filter(|&&n| n > 0).count();
+    let mut lens: Vec<u32> = user_pairs
+        .iter()
+        .flatten()
+        .map(|p| p.full_prefix_len)
+        .collect();
+    stages.pairs = lens.len();
+    stages.pairs_truncated = lens
+        .iter()
+        .filter(|&&l| l as usize > cfg.max_prefix_len)
+        .count();
+    stages.prefix_len = Percentiles::of(&mut lens);
+    drop(lens);
+
+    let mut with_pairs: Vec<u32> = (0..n_users as u32)
+        .filter(|&u| !user_pairs[u as usize].is_empty())
+        .collect();
+    stages.users_with_pairs = with_pairs.len();
+    if with_pairs.is_empty() {
+        return Err(Error::data(
+            &log.source,
+            None,
+            None,
+            format!(
+                "no pairs: no session has two distinct items at increasing times \
+                 ({} events, {} sessions)",
+                stages.events_kept, stages.sessions
+            ),
+        ));
+    }
+    let name = |u: &u32| log.users[*u as usize].as_str();
+    with_pairs.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+    Rng::new(cfg.seed).shuffle(&mut with_pairs);
+    let n = with_pairs.len() as f64;
+    let n_train = ((n * cfg.split[0]) + 1e-9).floor() as usize;
+    let n_val = (((n * cfg.split[1]) + 1e-9).floor() as usize).min(with_pairs.len() - n_train);
+    let bounds = [0, n_train, n_train + n_val, with_pairs.len()];
+
+    let mut pairs: [Vec<Pair>; 3] = Default::default();
+    let mut episodes: [Vec<Episode>; 3] = Default::default();
+    let mut splits: [SplitCounts; 3] = Default::default();
+    let mut next_pair_id = 0i64;
+    for s in 0..3 {
+        let mut users = with_pairs[bounds[s]..bounds[s + 1]].to_vec();
+        users.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        let c = &mut splits[s];
+        c.users = users.len();
+        for &u in &users {
+            let mut up = std::mem::take(&mut user_pairs[u as usize]);
+            up.sort_by_key(|p| p.label_ts);
+            for p in &mut up {
+                p.pair_id = next_pair_id;
+                next_pair_id += 1;
+            }
+            c.events += user_events[u as usize];
+            c.sessions += user_sessions[u as usize];
+            c.pairs += up.len();
+            let before = episodes[s].len();
+            if up.len() < cfg.k + cfg.q {
+                c.users_too_short += 1;
+            } else {
+                c.episodes_dropped_order +=
+                    user_episodes(&up, name(&u), s == 0, cfg, &mut episodes[s]);
+            }
+            c.users_with_episodes += usize::from(episodes[s].len() > before);
+            pairs[s].extend(up);
+        }
+        c.episodes = episodes[s].len();
+    }
+    Ok(Prepared {
+        vocab,
+        users: log.users.clone(),
+        sessions,
+        pairs,
+        episodes,
+        stages,
+        splits,
+    })
+}
+
+/// Appends the episodes of one user's time-sorted pairs (at least K+Q of them); returns how many
+/// windows were dropped by the order check.
+fn user_episodes(
+    pairs: &[Pair],
+    user: &str,
+    train: bool,
+    cfg: &PipelineConfig,
+    out: &mut Vec<Episode>,
+) -> usize {
+    let w = cfg.k + cfg.q;
+    let starts: Vec<usize> = if train {
+        (0..=pairs.len() - w).step_by(cfg.train_stride).collect()
+    } else {
+        vec![pairs.len() - w]
+    };
+    let mut dropped = 0;
+    for s in starts {
+        let (sup, qry) = pairs[s..s + w].split_at(cfg.k);
+        let newest_support = sup.iter().map(|p| p.label_ts).max();
+        let oldest_query = qry.iter().map(|p| p.label_ts).min();
+        if newest_support >= oldest_query {
+            dropped += 1;
+            continue;
+        }
+        out.push(Episode {
+            episode_id: out.len() as i64,
+            user_id: user.to_string(),
+            support_prefixes: sup.iter().map(|p| p.prefix.clone()).collect(),
+            support_labels: sup.iter().map(|p| p.label).collect(),
+            query_prefixes: qry.iter().map(|p| p.prefix.clone()).collect(),
+            query_labels: qry.iter().map(|p| p.label).collect(),
+            support_label_ts: Some(sup.iter().map(|p| p.label_ts).collect()),
+            query_label_ts: Some(qry.iter().map(|p| p.label_ts).collect()),
+        });
+    }
+    dropped
+}

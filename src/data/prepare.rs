@@ -1,0 +1,367 @@
+//! `recmaml prepare`: a raw log in, a folder of vocabulary, pairs, episodes and a report out,
+//! written atomically (a temporary folder beside DIR, renamed into place at the end).
+
+use super::episodes::{write_episodes, write_pairs};
+use super::events::{read_interactions, read_movielens, EventLog};
+use super::pipeline::{self, PipelineConfig, Prepared, SplitCounts, StageCounts, SPLITS};
+use super::xuetangx::read_xuetangx;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Input log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// CSV/TSV with a header: user_id, item_id, timestamp [, session_id].
+    Interactions,
+    /// GroupLens `ratings.csv`, `u.data` or `ratings.dat`, detected from the content.
+    Movielens,
+    /// XuetangX raw activity JSON, streamed.
+    Xuetangx,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Interactions => "interactions",
+            Format::Movielens => "movielens",
+            Format::Xuetangx => "xuetangx",
+        }
+    }
+}
+
+fn parse_split(s: &str) -> std::result::Result<[f64; 3], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let v: Vec<f64> = parts
+        .iter()
+        .map(|p| {
+            p.parse::<f64>()
+                .map_err(|_| format!("`{p}` is not a number"))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    <[f64; 3]>::try_from(v)
+        .map_err(|v| format!("expected three fractions (train,val,test), got {}", v.len()))
+}
+
+/// Arguments of `recmaml prepare`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PrepareArgs {
+    /// The raw log.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Its format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// The output folder (refused if it exists and is not empty, unless --force).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Support pairs per episode.
+    #[arg(long = "K", alias = "k", default_value_t = 5)]
+    pub k: usize,
+    /// Query pairs per episode.
+    #[arg(long = "Q", alias = "q", default_value_t = 10)]
+    pub q: usize,
+    /// Prefixes keep their last this many items.
+    #[arg(long, default_value_t = 50)]
+    pub max_prefix_len: usize,
+    /// User fractions train,val,test.
+    #[arg(long, default_value = "0.8,0.1,0.1", value_parser = parse_split)]
+    pub split: [f64; 3],
+    /// Seed of the user shuffle.
+    #[arg(long, default_value_t = 20_260_107)]
+    pub seed: u64,
+    /// Train episodes start this many pairs apart.
+    #[arg(long, default_value_t = 1)]
+    pub train_stride: usize,
+    /// Start a new session after a gap longer than this many seconds.
+    #[arg(long)]
+    pub session_gap: Option<i64>,
+    /// Replace an existing non-empty output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress and no printed table.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl PrepareArgs {
+    /// Default settings for `input` in `format`, written to `out`.
+    pub fn new(input: impl Into<PathBuf>, format: Format, out: impl Into<PathBuf>) -> Self {
+        let d = PipelineConfig::default();
+        PrepareArgs {
+            input: input.into(),
+            format,
+            out: out.into(),
+            k: d.k,
+            q: d.q,
+            max_prefix_len: d.max_prefix_len,
+            split: d.split,
+            seed: d.seed,
+            train_stride: d.train_stride,
+            session_gap: d.session_gap,
+            force: false,
+            quiet: true,
+        }
+    }
+
+    /// The pipeline settings.
+    pub fn config(&self) -> PipelineConfig {
+        PipelineConfig {
+            k: self.k,
+            q: self.q,
+            max_prefix_len: self.max_prefix_len,
+            split: self.split,
+            seed: self.seed,
+            train_stride: self.train_stride,
+            session_gap: self.session_gap,
+        }
+    }
+}
+
+/// Counts for one split, with its name.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedSplit {
+    pub split: &'static str,
+    #[serde(flatten)]
+    pub counts: SplitCounts,
+}
+
+/// `prepare_report.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrepareReport {
+    pub input: PathBuf,
+    pub format: Format,
+    pub input_bytes: u64,
+    pub read_seconds: f64,
+    pub total_seconds: f64,
+    pub config: PipelineConfig,
+    pub stages: StageCounts,
+    pub splits: Vec<NamedSplit>,
+}
+
+impl PrepareReport {
+    /// The report as a short text table.
+    pub fn table(&self) -> String {
+        let s = &self.stages;
+        let mb = self.input_bytes as f64 / 1e6;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "prepare {} ({}): {:.1} MB read in {:.1} s ({:.0} MB/s), {:.1} s in all",
+            self.input.display(),
+            self.format.name(),
+            mb,
+            self.read_seconds,
+            mb / self.read_seconds.max(1e-9),
+            self.total_seconds
+        );
+        let rows: [(&str, String); 8] = [
+            (
+                "events",
+                format!("{} read, {} kept", s.events_read, s.events_kept),
+            ),
+            (
+                "users",
+                format!("{} with events, {} with pairs", s.users, s.users_with_pairs),
+            ),
+            ("items", s.items.to_string()),
+            ("sessions", s.sessions.to_string()),
+            ("pair candidates", s.pair_candidates.to_string()),
+            ("dropped (same time)", s.pairs_dropped_same_time.to_string()),
+            (
+                "pairs",
+                format!(
+                    "{} ({} prefixes cut to {})",
+                    s.pairs, s.pairs_truncated, self.config.max_prefix_len
+                ),
+            ),
+            (
+                "prefix length",
+                format!(
+                    "p50 {}  p90 {}  p99 {}  max {}",
+                    s.prefix_len.p50, s.prefix_len.p90, s.prefix_len.p99, s.prefix_len.max
+                ),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(t, "  {k:<20} {v}");
+        }
+        let _ = writeln!(
+            t,
+            "  {:<6} {:>8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9}",
+            "split", "users", "events", "sessions", "pairs", "short", "episodes", "dropped"
+        );
+        for sp in &self.splits {
+            let c = &sp.counts;
+            let _ = writeln!(
+                t,
+                "  {:<6} {:>8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9}",
+                sp.split,
+                c.users,
+                c.events,
+                c.sessions,
+                c.pairs,
+                c.users_too_short,
+                c.episodes,
+                c.episodes_dropped_order
+            );
+        }
+        let _ = write!(
+            t,
+            "  (K={} Q={}; short = users with fewer than K+Q pairs; dropped = episodes whose support is not older than its query)",
+            self.config.k, self.config.q
+        );
+        t
+    }
+}
+
+/// Reads a log of the given format.
+pub fn read_log(path: &Path, format: Format, quiet: bool) -> Result<EventLog> {
+    match format {
+        Format::Interactions => read_interactions(path, quiet),
+        Format::Movielens => read_movielens(path, quiet),
+        Format::Xuetangx => read_xuetangx(path, quiet),
+    }
+}
+
+/// A temporary folder removed on drop unless kept.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    if out.is_file() {
+        return Err(Error::config(
+            "--out",
+            format!("{} is a file, not a folder", out.display()),
+        ));
+    }
+    if out.is_dir() {
+        let non_empty = std::fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            return Err(Error::config(
+                "--out",
+                format!(
+                    "{} exists and is not empty; pass --force to replace it",
+                    out.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn write_all(dir: &Path, p: &Prepared, format: Format, cfg: &PipelineConfig) -> Result<()> {
+    let vocab_dir = dir.join("vocab");
+    let ep_dir = dir.join("episodes");
+    for d in [&vocab_dir, &ep_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let vocab_name = match format {
+        Format::Xuetangx => "course2id.json",
+        _ => "item2id.json",
+    };
+    write_vocab(&vocab_dir.join(vocab_name), &p.vocab)?;
+    for (s, name) in SPLITS.iter().enumerate() {
+        write_pairs(
+            &dir.join(format!("pairs_{name}.parquet")),
+            &p.pairs[s],
+            &p.users,
+            &p.sessions,
+        )?;
+        let file = format!("episodes_{name}_K{}_Q{}.parquet", cfg.k, cfg.q);
+        write_episodes(&ep_dir.join(file), &p.episodes[s])?;
+    }
+    Ok(())
+}
+
+/// Writes `{"item": id, ...}` in id order.
+fn write_vocab(path: &Path, vocab: &[String]) -> Result<()> {
+    let mut s = String::from("{\n");
+    for (i, name) in vocab.iter().enumerate() {
+        let key = serde_json::to_string(name).map_err(|e| Error::Other(e.to_string()))?;
+        let sep = if i + 1 < vocab.len() { "," } else { "" };
+        let _ = writeln!(s, "  {key}: {}{sep}", i + 1);
+    }
+    s.push_str("}\n");
+    std::fs::write(path, s).map_err(|e| Error::io(path, e))
+}
+
+/// Runs `prepare`: reads, computes, writes everything into a temporary folder beside `--out`
+/// and renames it into place; prints the report table unless `--quiet`.
+pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
+    let t0 = Instant::now();
+    let cfg = args.config();
+    cfg.validate()?;
+    check_out(&args.out, args.force)?;
+    let input_bytes = std::fs::metadata(&args.input)
+        .map_err(|e| Error::io(&args.input, e))?
+        .len();
+    let log = read_log(&args.input, args.format, args.quiet)?;
+    let read_seconds = t0.elapsed().as_secs_f64();
+    let prepared = pipeline::run(&log, &cfg)?;
+    drop(log);
+
+    let name = args
+        .out
+        .file_name()
+        .ok_or_else(|| Error::config("--out", "needs a folder name"))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let tmp_path = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp_path.exists() {
+        std::fs::remove_dir_all(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
+    }
+    std::fs::create_dir(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;
+    let mut tmp = TempDir(Some(tmp_path.clone()));
+    write_all(&tmp_path, &prepared, args.format, &cfg)?;
+    let report = PrepareReport {
+        input: args.input.clone(),
+        format: args.format,
+        input_bytes,
+        read_seconds,
+        total_seconds: t0.elapsed().as_secs_f64(),
+        config: cfg,
+        stages: prepared.stages.clone(),
+        splits: SPLITS
+            .iter()
+            .zip(&prepared.splits)
+            .map(|(s, c)| NamedSplit {
+                split: s,
+                counts: c.clone(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?;
+    let rp = tmp_path.join("prepare_report.json");
+    std::fs::write(&rp, json + "\n").map_err(|e| Error::io(&rp, e))?;
+
+    check_out(&args.out, args.force)?;
+    if args.out.is_dir() {
+        std::fs::remove_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    }
+    std::fs::rename(&tmp_path, &args.out).map_err(|e| Error::io(&args.out, e))?;
+    tmp.0 = None;
+    if !args.quiet {
+        println!("{}", report.table());
+        println!("  -> {}", args.out.display());
+    }
+    Ok(report)
+}

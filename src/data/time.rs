@@ -1,0 +1,190 @@
+//! Timestamps: Unix seconds or ISO 8601, parsed to Unix seconds (UTC) without allocation.
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date and time of Unix second `t` as `YYYY-MM-DDTHH:MM:SS` (UTC).
+pub fn format_iso(t: i64) -> String {
+    let mut s = String::with_capacity(19);
+    write_iso(&mut s, t);
+    s
+}
+
+/// Appends `t` as `YYYY-MM-DDTHH:MM:SS` (UTC) to `out`.
+pub fn write_iso(out: &mut String, t: i64) {
+    use std::fmt::Write as _;
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut v = 0u32;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Parses an ISO 8601 date-time: `YYYY-MM-DD`, optionally followed by `T` or a space and
+/// `HH:MM[:SS[.fff]]`, optionally followed by `Z` or `±HH[:MM]`. Without an offset the time is
+/// taken as UTC. Fractions of a second are dropped. Returns Unix seconds.
+pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
+    if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
+        return None;
+    }
+    let y = digits(&s[0..4])? as i64;
+    let mo = digits(&s[5..7])?;
+    let d = digits(&s[8..10])?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+        return None;
+    }
+    let mut t = days_from_civil(y, mo, d) * 86_400;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Some(t);
+    }
+    if rest[0] != b'T' && rest[0] != b' ' {
+        return None;
+    }
+    let rest = &rest[1..];
+    if rest.len() < 5 || rest[2] != b':' {
+        return None;
+    }
+    let h = digits(&rest[0..2])?;
+    let mi = digits(&rest[3..5])?;
+    let mut rest = &rest[5..];
+    let mut sec = 0;
+    if rest.first() == Some(&b':') {
+        if rest.len() < 3 {
+            return None;
+        }
+        sec = digits(&rest[1..3])?;
+        rest = &rest[3..];
+        if rest.first() == Some(&b'.') || rest.first() == Some(&b',') {
+            let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            rest = &rest[1 + n..];
+        }
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    t += i64::from(h * 3600 + mi * 60 + sec);
+    match rest {
+        [] | [b'Z'] => Some(t),
+        [sign @ (b'+' | b'-'), off @ ..] => {
+            let (oh, om) = match off.len() {
+                2 => (digits(off)?, 0),
+                4 => (digits(&off[0..2])?, digits(&off[2..4])?),
+                5 if off[2] == b':' => (digits(&off[0..2])?, digits(&off[3..5])?),
+                _ => return None,
+            };
+            let off = i64::from(oh * 3600 + om * 60);
+            Some(if *sign == b'+' { t - off } else { t + off })
+        }
+        _ => None,
+    }
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Parses Unix seconds (an integer, or a decimal whose fraction is dropped) or, failing that, an
+/// ISO 8601 date-time.
+pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+    let s = s.trim_ascii();
+    let (neg, body) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let int_len = body.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len > 0 && int_len <= 18 {
+        let tail = &body[int_len..];
+        let frac_ok = tail.is_empty()
+            || (tail[0] == b'.' && tail[1..].iter().all(u8::is_ascii_digit) && tail.len() > 1);
+        if frac_ok {
+            let v = body[..int_len]
+                .iter()
+                .fold(0i64, |v, &c| v * 10 + i64::from(c - b'0'));
+            return Some(if neg { -v } else { v });
+        }
+    }
+    parse_iso8601(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_and_unix_agree() {
+        // 2017-02-25T09:13:07Z = 1488013987 (date -u -d 2017-02-25T09:13:07 +%s).
+        assert_eq!(parse_iso8601(b"2017-02-25T09:13:07"), Some(1_488_013_987));
+        assert_eq!(parse_iso8601(b"2017-02-25 09:13:07Z"), Some(1_488_013_987));
+        assert_eq!(
+            parse_iso8601(b"2017-02-25T10:13:07.250+01:00"),
+            Some(1_488_013_987)
+        );
+        assert_eq!(parse_iso8601(b"1970-01-01"), Some(0));
+        assert_eq!(parse_timestamp(b"964982703"), Some(964_982_703));
+        assert_eq!(parse_timestamp(b"964982703.9"), Some(964_982_703));
+        assert_eq!(format_iso(1_488_013_987), "2017-02-25T09:13:07");
+        for t in [0i64, 951_782_400, 1_488_013_987, -86_401, 4_102_444_799] {
+            assert_eq!(parse_iso8601(format_iso(t).as_bytes()), Some(t));
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in [
+            "",
+            "abc",
+            "2017-13-01",
+            "2017-02-30",
+            "2017-02-25X09",
+            "2017-02-25T25:00",
+            "12a",
+        ] {
+            assert_eq!(parse_timestamp(s.as_bytes()), None, "{s}");
+        }
+    }
+}
