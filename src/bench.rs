@@ -96,7 +96,7 @@ pub fn xuetangx_prefix_len(rng: &mut Rng, cap: usize) -> usize {
 /// `n` generated episodes with random items in `1..v` and XuetangX-like prefix lengths.
 pub fn generate_episodes(n: usize, k: usize, q: usize, v: usize, cap: usize, seed: u64) -> Vec<Episode> {
     let mut rng = Rng::new(seed);
-    let mut pairs = |count: usize, rng: &mut Rng| -> (Vec<Vec<u32>>, Vec<u32>) {
+    let pairs = |count: usize, rng: &mut Rng| -> (Vec<Vec<u32>>, Vec<u32>) {
         (0..count)
             .map(|_| {
                 let len = xuetangx_prefix_len(rng, cap);
@@ -184,7 +184,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     let theta = crate::model::init::init_params(&layout, args.seed);
     let mut backend: Box<dyn Backend> = train::make_backend(&cfg, layout, theta)?;
     let k = episodes[0].support_labels.len();
-    let weights = crate::maml::episode_weights(&cfg.recency, k, None)?;
+    let weights = train::episode_weights(&cfg.recency, k, None)?;
     let inner = InnerLoop {
         lr: 0.01,
         steps: args.inner_steps,

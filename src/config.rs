@@ -152,6 +152,24 @@ pub const SCHEMES: [&str; 5] = ["equal", "exponential", "linear", "softmax", "ti
 /// The backends a configuration may name.
 pub const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
 
+impl RecencyConfig {
+    /// The weighting scheme this section names (validated by [`Config::validate`]).
+    pub fn scheme(&self) -> crate::maml::Recency {
+        use crate::maml::Recency;
+        match self.weighting_scheme.as_str() {
+            "equal" => Recency::Equal,
+            "linear" => Recency::Linear,
+            "softmax" => Recency::Softmax {
+                temperature: self.temperature,
+            },
+            "time" => Recency::Time { tau: self.tau },
+            _ => Recency::Exponential {
+                lambda: self.lambda,
+            },
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the TOML file (if any), then each `key=value` override in order; validated.
     pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Config> {

@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::data::{self, Episode, EpisodeSet};
 use crate::error::{Error, Result};
 use crate::eval::{self, MetricSet};
-use crate::maml;
 use crate::model::{ModelDims, ParamLayout};
 use crate::rng::Rng;
 use crate::util::{atomic_write, run_tag, Progress};
@@ -37,7 +36,7 @@ impl WeightedSet {
             .iter()
             .enumerate()
             .map(|(row, ep)| {
-                maml::episode_weights(&cfg.recency, set.k, ep.support_label_ts.as_deref())
+                episode_weights(&cfg.recency, set.k, ep.support_label_ts.as_deref())
                     .map_err(|e| Error::data(&set.path, Some(row), Some("support_label_ts"), e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -58,6 +57,20 @@ impl WeightedSet {
     pub fn is_empty(&self) -> bool {
         self.set.episodes.is_empty()
     }
+}
+
+/// The K support weights of one episode under the configured scheme, as f32.
+pub fn episode_weights(
+    recency: &crate::config::RecencyConfig,
+    k: usize,
+    label_ts: Option<&[i64]>,
+) -> Result<Vec<f32>> {
+    Ok(recency
+        .scheme()
+        .weights(k, label_ts)?
+        .into_iter()
+        .map(|w| w as f32)
+        .collect())
 }
 
 /// Borrows an episode as a task with the given support weights.
