@@ -183,7 +183,9 @@ fn gemm_nn_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], mm: &[F], n: usi
         macro_rules! rows {
             ($r:literal) => {{
                 let rows: [&[F]; $r] = std::array::from_fn(|q| &a[(i + q) * kd..(i + q + 1) * kd]);
-                tile_rows::<F, FMA, $r, { 64 / $r }>(y, i, mm, n, kd, |k| std::array::from_fn(|q| rows[q][k]))
+                tile_rows::<F, FMA, $r, { 64 / $r }>(y, i, mm, n, kd, |k| {
+                    std::array::from_fn(|q| rows[q][k])
+                })
             }};
         }
         match r {

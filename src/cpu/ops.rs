@@ -62,9 +62,13 @@ pub struct GruWeights<'a, F> {
 /// Gradients of the GRU's parameters, same shapes as [`GruWeights`].
 #[derive(Debug)]
 pub struct GruGrads<'a, F> {
+    /// d `weight_ih [3H, E]`.
     pub dw_ih: &'a mut [F],
+    /// d `weight_hh [3H, H]`.
     pub dw_hh: &'a mut [F],
+    /// d `bias_ih [3H]`.
     pub db_ih: &'a mut [F],
+    /// d `bias_hh [3H]`.
     pub db_hh: &'a mut [F],
 }
 

@@ -24,7 +24,9 @@ use std::ops::Range;
 /// layout plus `output.weight` transposed (computed once, used by every task's forward).
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a, F> {
+    /// The parameter layout.
     pub layout: &'a ParamLayout,
+    /// θ, flat.
     pub theta: &'a [F],
     /// `output.weight^T [H, V]`, see [`Model::transpose_out`].
     pub out_wt: &'a [F],
