@@ -122,9 +122,13 @@ pub fn clip_grad_norm<F: Float>(grad: &mut [F], max_norm: f64) -> f64 {
 /// `torch.optim.Adam`'s hyper-parameters in the engine's float type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam<F> {
+    /// Learning rate.
     pub lr: F,
+    /// First-moment decay (0.9).
     pub beta1: F,
+    /// Second-moment decay (0.999).
     pub beta2: F,
+    /// Added to the denominator (1e-8).
     pub eps: F,
 }
 

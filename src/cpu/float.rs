@@ -69,8 +69,7 @@ fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.0);
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.5;
@@ -145,7 +144,9 @@ mod tests {
             let x = i as f32 * 1e-3;
             let e = (x as f64).exp();
             worst.0 = worst.0.max(((x.fast_exp() as f64) - e).abs() / e);
-            worst.1 = worst.1.max(((x.fast_tanh() as f64) - (x as f64).tanh()).abs());
+            worst.1 = worst
+                .1
+                .max(((x.fast_tanh() as f64) - (x as f64).tanh()).abs());
         }
         assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
         assert!(worst.1 < 3e-7, "tanh absolute error {}", worst.1);

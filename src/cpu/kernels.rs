@@ -112,13 +112,11 @@ kernel!(
     gemm_nt_acc => gemm_nt_imp(y: &mut [F], x: &[F], w: &[F], n: usize)
 );
 
-/// Columns of one register tile.
-const TILE: usize = 16;
-
 /// `Y[i0 + r][..] += Σ_k coef(k)[r] · M[k][..]` for `r < R`, over `kd` values of k, keeping the
-/// R×TILE accumulators of each column tile in registers across the whole k loop.
+/// R×TILE accumulators of each column tile in registers across the whole k loop (R·TILE = 64
+/// gives 8 independent FMA chains of 8 lanes).
 #[inline(always)]
-fn tile_rows<F: Float, const FMA: bool, const R: usize>(
+fn tile_rows<F: Float, const FMA: bool, const R: usize, const TILE: usize>(
     y: &mut [F],
     i0: usize,
     mm: &[F],
@@ -176,16 +174,22 @@ fn gemm_nn_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], mm: &[F], n: usi
     let m = y.len() / n;
     let mut i = 0;
     while i < m {
-        let r = (m - i).min(ROWS);
+        // Blocks of 4 rows, then 2, then 1 (each block is a 64-lane register tile).
+        let r = match m - i {
+            1 => 1,
+            2 | 3 => 2,
+            _ => ROWS,
+        };
         macro_rules! rows {
             ($r:literal) => {{
                 let rows: [&[F]; $r] = std::array::from_fn(|q| &a[(i + q) * kd..(i + q + 1) * kd]);
-                tile_rows::<F, FMA, $r>(y, i, mm, n, kd, |k| std::array::from_fn(|q| rows[q][k]))
+                tile_rows::<F, FMA, $r, { 64 / $r }>(y, i, mm, n, kd, |k| {
+                    std::array::from_fn(|q| rows[q][k])
+                })
             }};
         }
         match r {
             4 => rows!(4),
-            3 => rows!(3),
             2 => rows!(2),
             _ => rows!(1),
         }
@@ -204,17 +208,21 @@ fn ger_imp<F: Float, const FMA: bool>(y: &mut [F], a: &[F], lda: usize, x: &[F],
     let m = y.len() / n;
     let mut i = 0;
     while i < m {
-        let r = (m - i).min(ROWS);
+        // Blocks of 4 rows, then 2, then 1 (each block is a 64-lane register tile).
+        let r = match m - i {
+            1 => 1,
+            2 | 3 => 2,
+            _ => ROWS,
+        };
         macro_rules! rows {
             ($r:literal) => {{
-                tile_rows::<F, FMA, $r>(y, i, x, n, kd, |k| {
+                tile_rows::<F, FMA, $r, { 64 / $r }>(y, i, x, n, kd, |k| {
                     a[k * lda + i..k * lda + i + $r].try_into().unwrap()
                 })
             }};
         }
         match r {
             4 => rows!(4),
-            3 => rows!(3),
             2 => rows!(2),
             _ => rows!(1),
         }

@@ -45,6 +45,9 @@ pub struct Engine<F: Float> {
     grad: Vec<F>,
     /// θ's `output.weight` transposed, refreshed at each meta-gradient or evaluation.
     out_wt: Vec<F>,
+    /// All tasks' `dlogits [ΣQ, V]` and `hlast [ΣQ, H]`, in task order.
+    all_dlogits: Vec<F>,
+    all_hlast: Vec<F>,
 }
 
 /// A workspace borrowed from the pool for one rayon job, returned when dropped.
@@ -99,6 +102,8 @@ impl<F: Float> Engine<F> {
             task_grads: Vec::new(),
             grad: vec![F::ZERO; p],
             out_wt: Vec::new(),
+            all_dlogits: Vec::new(),
+            all_hlast: Vec::new(),
         })
     }
 
@@ -199,7 +204,7 @@ impl<F: Float> Engine<F> {
     }
 
     /// Sums the per-task gradients in task order into `grad` and divides by the task count.
-    fn reduce(&self, grad: &mut [F]) {
+    fn reduce(&mut self, grad: &mut [F]) {
         let layout = &self.layout;
         let (v, e, h) = (
             layout.dims.n_items,
@@ -219,16 +224,21 @@ impl<F: Float> Engine<F> {
             }
             kernels::axpy(&mut grad[layout.out_b()], F::ONE, &t.b_out);
         }
-        // output.weight: every row sums the tasks' factors in task order, so the chunking (and
-        // the thread count) does not change a bit.
+        // output.weight: one product `dlogits^T hlast` over every task's query pairs, in task
+        // order; each row of the result depends only on that order, so the chunking (and the
+        // thread count) does not change a bit.
+        self.all_dlogits.clear();
+        self.all_hlast.clear();
+        for t in tg {
+            self.all_dlogits.extend_from_slice(&t.dlogits);
+            self.all_hlast.extend_from_slice(&t.hlast);
+        }
+        let (dl, hl) = (&self.all_dlogits, &self.all_hlast);
         grad[layout.out_w()]
             .par_chunks_mut(REDUCE_ROWS * h)
             .enumerate()
             .for_each(|(c, chunk)| {
-                let rows = c * REDUCE_ROWS..c * REDUCE_ROWS + chunk.len() / h;
-                for t in tg {
-                    kernels::ger_acc(chunk, &t.dlogits[rows.start..], v, &t.hlast, h);
-                }
+                kernels::ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
             });
         let scale = F::ONE / F::from_f64(n as f64);
         for g in grad.iter_mut() {

@@ -62,9 +62,13 @@ pub struct GruWeights<'a, F> {
 /// Gradients of the GRU's parameters, same shapes as [`GruWeights`].
 #[derive(Debug)]
 pub struct GruGrads<'a, F> {
+    /// d `weight_ih [3H, E]`.
     pub dw_ih: &'a mut [F],
+    /// d `weight_hh [3H, H]`.
     pub dw_hh: &'a mut [F],
+    /// d `bias_ih [3H]`.
     pub db_ih: &'a mut [F],
+    /// d `bias_hh [3H]`.
     pub db_hh: &'a mut [F],
 }
 
@@ -125,8 +129,14 @@ pub struct GruCache<F> {
     dhp: Vec<F>,
 }
 
+/// Sets the length to `n` with every element 0.
 fn resize<F: Float>(v: &mut Vec<F>, n: usize) {
     v.clear();
+    v.resize(n, F::ZERO);
+}
+
+/// Sets the length to `n` keeping old contents, for buffers the caller overwrites entirely.
+fn ensure<F: Float>(v: &mut Vec<F>, n: usize) {
     v.resize(n, F::ZERO);
 }
 
@@ -153,24 +163,27 @@ pub fn gru_forward<F: Float>(
 ) {
     let (u, r) = (forest.uniq.len(), forest.n_nodes());
     let g3 = 3 * h;
-    resize(&mut cache.w_iht, e * g3);
+    ensure(&mut cache.w_iht, e * g3);
     transpose(&mut cache.w_iht, w.w_ih, g3, e);
-    resize(&mut cache.w_hht, h * g3);
+    ensure(&mut cache.w_hht, h * g3);
     transpose(&mut cache.w_hht, w.w_hh, g3, h);
-    resize(&mut cache.xi, u * g3);
+    ensure(&mut cache.xi, u * g3);
     for row in cache.xi.chunks_exact_mut(g3) {
         row.copy_from_slice(w.b_ih);
     }
     gemm_nn_acc(&mut cache.xi, &x[..u * e], &cache.w_iht, g3);
-    resize(&mut cache.rzn, r * g3);
-    resize(&mut cache.ghn, r * h);
-    resize(&mut cache.hprev, r * h);
-    resize(&mut cache.hs, r * h);
+    ensure(&mut cache.rzn, r * g3);
+    ensure(&mut cache.ghn, r * h);
+    ensure(&mut cache.hprev, r * h);
+    // h0 = 0 for the nodes at depth 0; deeper nodes copy their parent's state below.
+    let l1 = forest.level_start.get(1).copied().unwrap_or(r);
+    cache.hprev[..l1 * h].fill(F::ZERO);
+    ensure(&mut cache.hs, r * h);
     for t in 0..forest.n_levels() {
         let lv = forest.level(t);
         let b = lv.len();
         // Hidden pre-activations of the level: b_hh + W_hh h_prev.
-        resize(&mut cache.gh, b * g3);
+        ensure(&mut cache.gh, b * g3);
         for row in cache.gh.chunks_exact_mut(g3) {
             row.copy_from_slice(w.b_hh);
         }
@@ -227,7 +240,7 @@ pub fn gru_backward<F: Float>(
             &dhlast[s * h..(s + 1) * h],
         );
     }
-    resize(&mut cache.dgh, r * g3);
+    ensure(&mut cache.dgh, r * g3);
     resize(&mut cache.dxi, u * g3);
     for t in (0..forest.n_levels()).rev() {
         let lv = forest.level(t);
@@ -258,7 +271,7 @@ pub fn gru_backward<F: Float>(
         }
         let dgh = &cache.dgh[lv.start * g3..lv.end * g3];
         // dh_prev = z ⊙ dh + W_hh^T dgh, added into each node's parent.
-        resize(&mut cache.dhp, lv.len() * h);
+        ensure(&mut cache.dhp, lv.len() * h);
         for (j, i) in lv.clone().enumerate() {
             let z = &cache.rzn[i * g3 + h..i * g3 + 2 * h];
             let dh = &cache.dh[i * h..(i + 1) * h];

@@ -24,7 +24,9 @@ use std::ops::Range;
 /// layout plus `output.weight` transposed (computed once, used by every task's forward).
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a, F> {
+    /// The parameter layout.
     pub layout: &'a ParamLayout,
+    /// θ, flat.
     pub theta: &'a [F],
     /// `output.weight^T [H, V]`, see [`Model::transpose_out`].
     pub out_wt: &'a [F],
@@ -165,8 +167,14 @@ pub struct TaskWorkspace<F> {
     last: Option<Split>,
 }
 
+/// Sets the length to `n` with every element 0.
 fn fill<F: Float>(v: &mut Vec<F>, n: usize) {
     v.clear();
+    v.resize(n, F::ZERO);
+}
+
+/// Sets the length to `n` keeping old contents, for buffers that are overwritten entirely.
+fn ensure<F: Float>(v: &mut Vec<F>, n: usize) {
     v.resize(n, F::ZERO);
 }
 
@@ -226,14 +234,14 @@ impl<F: Float> TaskWorkspace<F> {
         };
         let forest = &pre.forest;
         let (u, b) = (forest.uniq.len(), forest.n_seqs());
-        fill(&mut self.x, u * e);
+        ensure(&mut self.x, u * e);
         embedding_forward(&mut self.x, &self.table, &forest.uniq, e);
-        fill(&mut self.hlast, b * h);
+        ensure(&mut self.hlast, b * h);
         let w = gru_split(&self.gru, e, h);
         gru_forward(&mut self.hlast, &mut self.cache, w, &self.x, forest, e, h);
-        fill(&mut self.logits, b * v);
-        fill(&mut self.lse, b);
-        fill(&mut self.losses, b);
+        ensure(&mut self.logits, b * v);
+        ensure(&mut self.lse, b);
+        ensure(&mut self.losses, b);
         let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
         self.last = Some(split);
         output_ce_forward(
@@ -265,8 +273,8 @@ impl<F: Float> TaskWorkspace<F> {
         fill(&mut self.dgru, gru_block_len(e, h));
         fill(&mut self.dtable, self.table.len());
         fill(&mut self.db_out, v);
-        fill(&mut self.dlogits, b * v);
-        fill(&mut self.dhlast, b * h);
+        ensure(&mut self.dlogits, b * v);
+        ensure(&mut self.dhlast, b * h);
         let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
         output_ce_backward(
             &mut self.dlogits,
@@ -283,7 +291,7 @@ impl<F: Float> TaskWorkspace<F> {
             v,
             h,
         );
-        fill(&mut self.dx, u * e);
+        ensure(&mut self.dx, u * e);
         let w = gru_split(&self.gru, e, h);
         let dw = gru_split_mut(&mut self.dgru, e, h);
         gru_backward(
