@@ -399,7 +399,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
             .sample_without_replacement(run.train.len(), cfg.maml.meta_batch_size);
         let tasks: Vec<Task> = idx.iter().map(|&i| run.train.task(i)).collect();
         let stats = backend.meta_step(&tasks, &inner, &outer)?;
-        if !stats.meta_loss.is_finite() {
+        if !stats.meta_loss.is_finite() || !stats.grad_norm.is_finite() {
             return Err(Error::NonFinite {
                 iteration: it,
                 last_good,
