@@ -137,7 +137,7 @@ fn hand_built_log_gives_exact_pairs_vocab_and_train_episodes() {
     let want: Vec<Episode> = (0..4)
         .map(|s| episode(s as i64, "u1", &pairs[s..s + 3], 2))
         .collect();
-    assert_eq!(p.episodes[0], want);
+    assert_eq!(p.episodes(0), want);
     let c = &p.splits[0];
     assert_eq!(
         (c.users, c.users_too_short, c.users_with_episodes),
@@ -165,13 +165,13 @@ fn stride_cap_and_val_episode_from_last_pairs() {
         .enumerate()
         .map(|(i, &s)| episode(i as i64, "u1", &pairs[s..s + 3], 2))
         .collect();
-    assert_eq!(p.episodes[0], want);
+    assert_eq!(p.episodes(0), want);
 
     // Everyone in val: one episode per user, from the last K+Q pairs.
     let p = run_pipeline(&input, Format::Interactions, &cfg(2, 1, [0.0, 1.0, 0.0]));
     let pairs = u1_pairs(50);
-    assert_eq!(p.episodes[1], vec![episode(0, "u1", &pairs[3..6], 2)]);
-    assert!(p.episodes[0].is_empty() && p.episodes[2].is_empty());
+    assert_eq!(p.episodes(1), vec![episode(0, "u1", &pairs[3..6], 2)]);
+    assert!(p.episodes(0).is_empty() && p.episodes(2).is_empty());
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn session_column_gap_and_episode_order_check() {
         .collect();
     assert_eq!(got, vec![(vec![1], 2, 0), (vec![3], 4, 1)]);
     assert_eq!(p.splits[0].episodes_dropped_order, 1);
-    assert!(p.episodes[0].is_empty());
+    assert!(p.episodes(0).is_empty());
 
     // One session per user by default; --session-gap 100 cuts at the 990 s gap.
     let text = "user_id,item_id,timestamp\ng,a,0\ng,b,10\ng,c,1000\ng,d,1010\n";
@@ -230,8 +230,8 @@ fn iso_timestamps_equal_unix_seconds() {
     let a = run_pipeline(&unix, Format::Interactions, &c);
     let b = run_pipeline(&iso, Format::Interactions, &c);
     assert_eq!(a.pairs, b.pairs);
-    assert_eq!(a.episodes, b.episodes);
-    assert_eq!(a.episodes[0].len(), 1);
+    assert_eq!(a.episodes(0), b.episodes(0));
+    assert_eq!(a.episodes(0).len(), 1);
 }
 
 #[test]

@@ -20,6 +20,7 @@ fn synth(
         users,
         items: synth::DEFAULT_ITEMS,
         seed,
+        events_per_visit: synth::DEFAULT_EVENTS_PER_VISIT,
         quiet: true,
     };
     synth::run(&args).unwrap();

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
@@ -29,6 +30,11 @@ fn write_batches(path: &Path, batches: impl Iterator<Item = Result<RecordBatch>>
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        // Dictionary-encoding the long id lists costs more time than it saves space; the
+        // repetitive string columns keep it.
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(ColumnPath::from("user_id"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("session_id"), true)
         .build();
     let werr = |e: parquet::errors::ParquetError| Error::Other(format!("{}: {e}", path.display()));
     let mut writer: Option<ArrowWriter<File>> = None;
@@ -60,44 +66,11 @@ fn write_batches(path: &Path, batches: impl Iterator<Item = Result<RecordBatch>>
     Ok(())
 }
 
-fn i64_list<'a>(rows: impl Iterator<Item = Option<&'a [u32]>>) -> ArrayRef {
+fn i64_list<'a>(rows: impl Iterator<Item = &'a [u32]>) -> ArrayRef {
     let mut b = ListBuilder::new(Int64Builder::new());
-    for row in rows {
-        match row {
-            Some(v) => {
-                for &x in v {
-                    b.values().append_value(i64::from(x));
-                }
-                b.append(true);
-            }
-            None => b.append(false),
-        }
-    }
-    Arc::new(b.finish())
-}
-
-fn ts_list<'a>(rows: impl Iterator<Item = Option<&'a [i64]>>) -> ArrayRef {
-    let mut b = ListBuilder::new(Int64Builder::new());
-    for row in rows {
-        match row {
-            Some(v) => {
-                b.values().append_slice(v);
-                b.append(true);
-            }
-            None => b.append(false),
-        }
-    }
-    Arc::new(b.finish())
-}
-
-fn i64_list_list<'a>(rows: impl Iterator<Item = &'a [Vec<u32>]>) -> ArrayRef {
-    let mut b = ListBuilder::new(ListBuilder::new(Int64Builder::new()));
-    for row in rows {
-        for prefix in row {
-            for &x in prefix {
-                b.values().values().append_value(i64::from(x));
-            }
-            b.values().append(true);
+    for v in rows {
+        for &x in v {
+            b.values().append_value(i64::from(x));
         }
         b.append(true);
     }
@@ -108,46 +81,169 @@ fn batch(path: &Path, cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     RecordBatch::try_from_iter(cols).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
-fn episode_batch(path: &Path, eps: &[Episode]) -> Result<RecordBatch> {
+/// Which half of an episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Support,
+    Query,
+}
+
+/// Episodes as the writer sees them, row by row and side by side.
+pub trait EpisodeRows: Sync {
+    /// Number of episodes.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn episode_id(&self, i: usize) -> i64;
+    fn user_id(&self, i: usize) -> &str;
+    /// The prefixes of one side of row `i`.
+    fn prefixes(&self, i: usize, side: Side) -> impl Iterator<Item = &[u32]>;
+    /// Its labels.
+    fn labels(&self, i: usize, side: Side) -> impl Iterator<Item = u32>;
+    /// Its label times, if the row has them.
+    fn label_ts(&self, i: usize, side: Side) -> Option<impl Iterator<Item = i64>>;
+}
+
+impl EpisodeRows for [Episode] {
+    fn len(&self) -> usize {
+        <[Episode]>::len(self)
+    }
+    fn episode_id(&self, i: usize) -> i64 {
+        self[i].episode_id
+    }
+    fn user_id(&self, i: usize) -> &str {
+        &self[i].user_id
+    }
+    fn prefixes(&self, i: usize, side: Side) -> impl Iterator<Item = &[u32]> {
+        let e = &self[i];
+        match side {
+            Side::Support => &e.support_prefixes,
+            Side::Query => &e.query_prefixes,
+        }
+        .iter()
+        .map(Vec::as_slice)
+    }
+    fn labels(&self, i: usize, side: Side) -> impl Iterator<Item = u32> {
+        let e = &self[i];
+        match side {
+            Side::Support => &e.support_labels,
+            Side::Query => &e.query_labels,
+        }
+        .iter()
+        .copied()
+    }
+    fn label_ts(&self, i: usize, side: Side) -> Option<impl Iterator<Item = i64>> {
+        let e = &self[i];
+        match side {
+            Side::Support => e.support_label_ts.as_ref(),
+            Side::Query => e.query_label_ts.as_ref(),
+        }
+        .map(|t| t.iter().copied())
+    }
+}
+
+/// Episodes given as windows over a split's pairs (what `prepare` computes).
+pub struct WindowRows<'a> {
+    pub pairs: &'a [Pair],
+    /// Index of each episode's first pair.
+    pub starts: &'a [usize],
+    pub k: usize,
+    pub q: usize,
+    pub users: &'a [String],
+}
+
+impl WindowRows<'_> {
+    fn side(&self, i: usize, side: Side) -> &[Pair] {
+        let s = self.starts[i];
+        match side {
+            Side::Support => &self.pairs[s..s + self.k],
+            Side::Query => &self.pairs[s + self.k..s + self.k + self.q],
+        }
+    }
+}
+
+impl EpisodeRows for WindowRows<'_> {
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+    fn episode_id(&self, i: usize) -> i64 {
+        i as i64
+    }
+    fn user_id(&self, i: usize) -> &str {
+        &self.users[self.pairs[self.starts[i]].user as usize]
+    }
+    fn prefixes(&self, i: usize, side: Side) -> impl Iterator<Item = &[u32]> {
+        self.side(i, side).iter().map(|p| p.prefix.as_slice())
+    }
+    fn labels(&self, i: usize, side: Side) -> impl Iterator<Item = u32> {
+        self.side(i, side).iter().map(|p| p.label)
+    }
+    fn label_ts(&self, i: usize, side: Side) -> Option<impl Iterator<Item = i64>> {
+        Some(self.side(i, side).iter().map(|p| p.label_ts))
+    }
+}
+
+/// Rows `range` of `rows` as one record batch of the schema.
+fn episode_batch<E: EpisodeRows + ?Sized>(
+    path: &Path,
+    rows: &E,
+    range: std::ops::Range<usize>,
+) -> Result<RecordBatch> {
+    let list = || ListBuilder::new(Int64Builder::new());
+    let mut prefixes = [ListBuilder::new(list()), ListBuilder::new(list())];
+    let mut labels = [list(), list()];
+    let mut times = [list(), list()];
+    for i in range.clone() {
+        for (n, side) in [Side::Support, Side::Query].into_iter().enumerate() {
+            for p in rows.prefixes(i, side) {
+                let pb = prefixes[n].values();
+                for &x in p {
+                    pb.values().append_value(i64::from(x));
+                }
+                pb.append(true);
+            }
+            prefixes[n].append(true);
+            for l in rows.labels(i, side) {
+                labels[n].values().append_value(i64::from(l));
+            }
+            labels[n].append(true);
+            match rows.label_ts(i, side) {
+                Some(ts) => {
+                    for t in ts {
+                        times[n].values().append_value(t);
+                    }
+                    times[n].append(true);
+                }
+                None => times[n].append(false),
+            }
+        }
+    }
+    let [mut sp, mut qp] = prefixes;
+    let [mut sl, mut ql] = labels;
+    let [mut st, mut qt] = times;
     batch(
         path,
         vec![
             (
                 "episode_id",
                 Arc::new(Int64Array::from_iter_values(
-                    eps.iter().map(|e| e.episode_id),
+                    range.clone().map(|i| rows.episode_id(i)),
                 )),
             ),
             (
                 "user_id",
                 Arc::new(StringArray::from_iter_values(
-                    eps.iter().map(|e| &e.user_id),
+                    range.map(|i| rows.user_id(i)),
                 )),
             ),
-            (
-                "support_prefixes",
-                i64_list_list(eps.iter().map(|e| &e.support_prefixes[..])),
-            ),
-            (
-                "support_labels",
-                i64_list(eps.iter().map(|e| Some(&e.support_labels[..]))),
-            ),
-            (
-                "query_prefixes",
-                i64_list_list(eps.iter().map(|e| &e.query_prefixes[..])),
-            ),
-            (
-                "query_labels",
-                i64_list(eps.iter().map(|e| Some(&e.query_labels[..]))),
-            ),
-            (
-                "support_label_ts",
-                ts_list(eps.iter().map(|e| e.support_label_ts.as_deref())),
-            ),
-            (
-                "query_label_ts",
-                ts_list(eps.iter().map(|e| e.query_label_ts.as_deref())),
-            ),
+            ("support_prefixes", Arc::new(sp.finish())),
+            ("support_labels", Arc::new(sl.finish())),
+            ("query_prefixes", Arc::new(qp.finish())),
+            ("query_labels", Arc::new(ql.finish())),
+            ("support_label_ts", Arc::new(st.finish())),
+            ("query_label_ts", Arc::new(qt.finish())),
         ],
     )
 }
@@ -155,12 +251,17 @@ fn episode_batch(path: &Path, eps: &[Episode]) -> Result<RecordBatch> {
 /// Writes episodes in the schema (`episode_id int64, user_id string, support_prefixes
 /// list<list<int64>>, support_labels list<int64>, query_prefixes list<list<int64>>,
 /// query_labels list<int64>, support_label_ts list<int64>, query_label_ts list<int64>`),
-/// Snappy-compressed. Missing timestamps are written as nulls.
+/// Snappy-compressed. Rows without timestamps get nulls there.
 pub fn write_episodes(path: &Path, episodes: &[Episode]) -> Result<()> {
-    if episodes.is_empty() {
-        return write_batches(path, std::iter::once(episode_batch(path, episodes)));
-    }
-    write_batches(path, episodes.chunks(BATCH).map(|c| episode_batch(path, c)))
+    write_episode_rows(path, episodes)
+}
+
+/// [`write_episodes`] for any [`EpisodeRows`].
+pub fn write_episode_rows<E: EpisodeRows + ?Sized>(path: &Path, rows: &E) -> Result<()> {
+    let n = rows.len();
+    // At least one (possibly empty) batch, so that an empty file still has the schema.
+    let ranges = (0..n.max(1)).step_by(BATCH).map(|a| a..(a + BATCH).min(n));
+    write_batches(path, ranges.map(|r| episode_batch(path, rows, r)))
 }
 
 /// Writes pairs with upstream's columns: `pair_id int64, user_id string, session_id string,
@@ -192,7 +293,7 @@ pub fn write_pairs(
                         c.iter().map(|p| &sessions[p.session as usize]),
                     )),
                 ),
-                ("prefix", i64_list(c.iter().map(|p| Some(&p.prefix[..])))),
+                ("prefix", i64_list(c.iter().map(|p| &p.prefix[..]))),
                 (
                     "label",
                     Arc::new(Int64Array::from_iter_values(

@@ -192,10 +192,41 @@ pub struct Prepared {
     pub sessions: Vec<String>,
     /// Pairs of each split: users in name order, each user's pairs by label time.
     pub pairs: [Vec<Pair>; 3],
-    /// Episodes of each split, ids from 0, users in name order.
-    pub episodes: [Vec<Episode>; 3],
+    /// Support pairs per episode.
+    pub k: usize,
+    /// Query pairs per episode.
+    pub q: usize,
+    /// The episodes of each split as the index in `pairs[split]` of their first pair (the K+Q
+    /// pairs from there on, support first); episode id = position in this list.
+    pub windows: [Vec<usize>; 3],
     pub stages: StageCounts,
     pub splits: [SplitCounts; 3],
+}
+
+impl Prepared {
+    /// Episode `i` of split `s` (0 train, 1 val, 2 test).
+    pub fn episode(&self, s: usize, i: usize) -> Episode {
+        let start = self.windows[s][i];
+        let pairs = &self.pairs[s][start..start + self.k + self.q];
+        let (sup, qry) = pairs.split_at(self.k);
+        Episode {
+            episode_id: i as i64,
+            user_id: self.users[pairs[0].user as usize].clone(),
+            support_prefixes: sup.iter().map(|p| p.prefix.clone()).collect(),
+            support_labels: sup.iter().map(|p| p.label).collect(),
+            query_prefixes: qry.iter().map(|p| p.prefix.clone()).collect(),
+            query_labels: qry.iter().map(|p| p.label).collect(),
+            support_label_ts: Some(sup.iter().map(|p| p.label_ts).collect()),
+            query_label_ts: Some(qry.iter().map(|p| p.label_ts).collect()),
+        }
+    }
+
+    /// All episodes of split `s`, materialised.
+    pub fn episodes(&self, s: usize) -> Vec<Episode> {
+        (0..self.windows[s].len())
+            .map(|i| self.episode(s, i))
+            .collect()
+    }
 }
 
 /// Item ids: the items used by any event, sorted as strings, numbered from 1. Returns the
@@ -379,7 +410,7 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     let bounds = [0, n_train, n_train + n_val, with_pairs.len()];
 
     let mut pairs: [Vec<Pair>; 3] = Default::default();
-    let mut episodes: [Vec<Episode>; 3] = Default::default();
+    let mut windows: [Vec<usize>; 3] = Default::default();
     let mut splits: [SplitCounts; 3] = Default::default();
     let mut next_pair_id = 0i64;
     for s in 0..3 {
@@ -397,63 +428,51 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
             c.events += user_events[u as usize];
             c.sessions += user_sessions[u as usize];
             c.pairs += up.len();
-            let before = episodes[s].len();
+            let before = windows[s].len();
             if up.len() < cfg.k + cfg.q {
                 c.users_too_short += 1;
             } else {
                 c.episodes_dropped_order +=
-                    user_episodes(&up, name(&u), s == 0, cfg, &mut episodes[s]);
+                    user_windows(&up, pairs[s].len(), s == 0, cfg, &mut windows[s]);
             }
-            c.users_with_episodes += usize::from(episodes[s].len() > before);
+            c.users_with_episodes += usize::from(windows[s].len() > before);
             pairs[s].extend(up);
         }
-        c.episodes = episodes[s].len();
+        c.episodes = windows[s].len();
     }
     Ok(Prepared {
         vocab,
         users: log.users.clone(),
         sessions,
         pairs,
-        episodes,
+        k: cfg.k,
+        q: cfg.q,
+        windows,
         stages,
         splits,
     })
 }
 
-/// Appends the episodes of one user's time-sorted pairs (at least K+Q of them); returns how many
-/// windows were dropped by the order check.
-fn user_episodes(
+/// Appends the episode windows of one user's time-sorted pairs (at least K+Q of them), as
+/// indices offset by `base`; returns how many windows were dropped by the order check.
+fn user_windows(
     pairs: &[Pair],
-    user: &str,
+    base: usize,
     train: bool,
     cfg: &PipelineConfig,
-    out: &mut Vec<Episode>,
+    out: &mut Vec<usize>,
 ) -> usize {
     let w = cfg.k + cfg.q;
-    let starts: Vec<usize> = if train {
-        (0..=pairs.len() - w).step_by(cfg.train_stride).collect()
-    } else {
-        vec![pairs.len() - w]
-    };
+    let last = pairs.len() - w;
+    let first = if train { 0 } else { last };
     let mut dropped = 0;
-    for s in starts {
-        let (sup, qry) = pairs[s..s + w].split_at(cfg.k);
-        let newest_support = sup.iter().map(|p| p.label_ts).max();
-        let oldest_query = qry.iter().map(|p| p.label_ts).min();
-        if newest_support >= oldest_query {
+    for s in (first..=last).step_by(cfg.train_stride) {
+        // Pairs are sorted by label time: newest support = s+K-1, oldest query = s+K.
+        if pairs[s + cfg.k - 1].label_ts >= pairs[s + cfg.k].label_ts {
             dropped += 1;
-            continue;
+        } else {
+            out.push(base + s);
         }
-        out.push(Episode {
-            episode_id: out.len() as i64,
-            user_id: user.to_string(),
-            support_prefixes: sup.iter().map(|p| p.prefix.clone()).collect(),
-            support_labels: sup.iter().map(|p| p.label).collect(),
-            query_prefixes: qry.iter().map(|p| p.prefix.clone()).collect(),
-            query_labels: qry.iter().map(|p| p.label).collect(),
-            support_label_ts: Some(sup.iter().map(|p| p.label_ts).collect()),
-            query_label_ts: Some(qry.iter().map(|p| p.label_ts).collect()),
-        });
     }
     dropped
 }

@@ -54,6 +54,10 @@ pub struct SynthArgs {
     /// Random seed.
     #[arg(long, default_value_t = 20_260_107)]
     pub seed: u64,
+    /// Median number of events per course visit (the real XuetangX log has about 120 events
+    /// per session; the default keeps the default file small).
+    #[arg(long, default_value_t = DEFAULT_EVENTS_PER_VISIT)]
+    pub events_per_visit: f64,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
@@ -63,6 +67,8 @@ pub struct SynthArgs {
 pub const DEFAULT_USERS: usize = 15_000;
 /// Default number of courses.
 pub const DEFAULT_ITEMS: usize = 1_500;
+/// Default median number of events per course visit.
+pub const DEFAULT_EVENTS_PER_VISIT: f64 = 3.0;
 /// Courses per topic.
 pub const TOPIC_SIZE: usize = 50;
 /// First second of the simulated period (2017-02-01T00:00:00Z) ...
@@ -193,7 +199,7 @@ fn lognormal_count(rng: &mut Rng, median: f64, sigma: f64, cap: usize) -> usize 
 }
 
 /// One user's events, appended to `out`; sessions numbered from `*next_session`.
-fn gen_user(w: &World, u: usize, seed: u64, next_session: &mut u32, out: &mut Vec<Ev>) {
+fn gen_user(w: &World, u: usize, seed: u64, epv: f64, next_session: &mut u32, out: &mut Vec<Ev>) {
     let mut rng = Rng::new(seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // Heavy-tailed activity: most users have one or two sessions, a few have dozens.
     let n_sessions = lognormal_count(&mut rng, 1.6, 1.1, 80);
@@ -236,7 +242,8 @@ fn gen_user(w: &World, u: usize, seed: u64, next_session: &mut u32, out: &mut Ve
                 reached[ct] = rank;
             }
             (prev, cur) = (cur, course);
-            let n_events = 1 + lognormal_count(&mut rng, 2.0, 0.8, 60);
+            let cap = 60usize.max((20.0 * epv) as usize);
+            let n_events = 1 + lognormal_count(&mut rng, epv - 1.0, 0.8, cap);
             for _ in 0..n_events {
                 let kind = if rng.next_f64() < 0.62 {
                     rng.below(KEPT_TYPES.len() as u64) as u8
@@ -294,6 +301,9 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
     if args.users == 0 {
         return Err(Error::config("--users", "must be at least 1"));
     }
+    if !(args.events_per_visit >= 2.0 && args.events_per_visit <= 10_000.0) {
+        return Err(Error::config("--events-per-visit", "must be in [2, 10000]"));
+    }
     if args.items < 2 {
         return Err(Error::config("--items", "must be at least 2"));
     }
@@ -302,7 +312,14 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
     let mut next_session = 0u32;
     let mut progress = Progress::new("generating", args.users as u64, false, args.quiet);
     for u in 0..args.users {
-        gen_user(&w, u, args.seed, &mut next_session, &mut events);
+        gen_user(
+            &w,
+            u,
+            args.seed,
+            args.events_per_visit,
+            &mut next_session,
+            &mut events,
+        );
         if u % 4096 == 0 {
             progress.set(u as u64);
         }

@@ -26,7 +26,6 @@ pub fn shared_dir() -> Option<PathBuf> {
         panic!("RECMAML_REQUIRE_SHARED=1 but {reason}");
     }
     eprintln!("skipped: {reason}");
-    println!("skipped: {reason}");
     None
 }
 
@@ -41,7 +40,7 @@ pub fn shared_file(rel: &str) -> Option<PathBuf> {
     if std::env::var("RECMAML_REQUIRE_SHARED").as_deref() == Ok("1") {
         panic!("RECMAML_REQUIRE_SHARED=1 but {reason}");
     }
-    println!("skipped: {reason}");
+    eprintln!("skipped: {reason}");
     None
 }
 
