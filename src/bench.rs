@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// CPU only: compute every prefix's GRU states separately instead of sharing common prefixes.
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
     /// Seed for the generated tasks and the initial weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -68,6 +71,7 @@ pub struct BenchArgs {
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
     pub backend: String,
+    pub prefix_sharing: bool,
     pub source: String,
     pub n: usize,
     pub k: usize,
@@ -94,13 +98,22 @@ pub fn xuetangx_prefix_len(rng: &mut Rng, cap: usize) -> usize {
 }
 
 /// `n` generated episodes with random items in `1..v` and XuetangX-like prefix lengths.
-pub fn generate_episodes(n: usize, k: usize, q: usize, v: usize, cap: usize, seed: u64) -> Vec<Episode> {
+pub fn generate_episodes(
+    n: usize,
+    k: usize,
+    q: usize,
+    v: usize,
+    cap: usize,
+    seed: u64,
+) -> Vec<Episode> {
     let mut rng = Rng::new(seed);
     let pairs = |count: usize, rng: &mut Rng| -> (Vec<Vec<u32>>, Vec<u32>) {
         (0..count)
             .map(|_| {
                 let len = xuetangx_prefix_len(rng, cap);
-                let prefix = (0..len).map(|_| 1 + rng.below(v as u64 - 1) as u32).collect();
+                let prefix = (0..len)
+                    .map(|_| 1 + rng.below(v as u64 - 1) as u32)
+                    .collect();
                 (prefix, 1 + rng.below(v as u64 - 1) as u32)
             })
             .unzip()
@@ -126,7 +139,11 @@ pub fn generate_episodes(n: usize, k: usize, q: usize, v: usize, cap: usize, see
 /// FLOPs of one meta-iteration, counting each prefix's GRU steps, the output layer, their
 /// backward passes (twice the forward), the SGD updates, the meta-gradient sum and Adam.
 pub fn flops_per_iteration(tasks: &[Task], dims: ModelDims, inner_steps: usize) -> f64 {
-    let (v, e, h) = (dims.n_items as f64, dims.embed_dim as f64, dims.hidden_dim as f64);
+    let (v, e, h) = (
+        dims.n_items as f64,
+        dims.embed_dim as f64,
+        dims.hidden_dim as f64,
+    );
     let p = ParamLayout::new(dims).len as f64;
     let gru_step = 2.0 * 3.0 * h * (e + h) + 20.0 * h;
     let out = 2.0 * v * h + 5.0 * v;
@@ -138,7 +155,9 @@ pub fn flops_per_iteration(tasks: &[Task], dims: ModelDims, inner_steps: usize) 
     };
     let per_task: f64 = tasks
         .iter()
-        .map(|t| inner_steps as f64 * (pass(t.support_prefixes) + 2.0 * p) + pass(t.query_prefixes) + p)
+        .map(|t| {
+            inner_steps as f64 * (pass(t.support_prefixes) + 2.0 * p) + pass(t.query_prefixes) + p
+        })
         .sum();
     per_task + 12.0 * p
 }
@@ -170,7 +189,11 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     if episodes.len() < args.n {
         return Err(Error::config(
             "--n",
-            format!("{} tasks requested but only {} episodes", args.n, episodes.len()),
+            format!(
+                "{} tasks requested but only {} episodes",
+                args.n,
+                episodes.len()
+            ),
         ));
     }
     let dims = ModelDims {
@@ -182,7 +205,19 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     let mut cfg = Config::default();
     cfg.run.backend = args.backend.clone();
     let theta = crate::model::init::init_params(&layout, args.seed);
-    let mut backend: Box<dyn Backend> = train::make_backend(&cfg, layout, theta)?;
+    let mut backend: Box<dyn Backend> = if args.no_prefix_sharing {
+        if args.backend != "cpu" {
+            return Err(Error::config(
+                "--no-prefix-sharing",
+                "applies to --backend cpu only",
+            ));
+        }
+        let mut cpu = crate::cpu::Cpu::new(layout, theta)?;
+        cpu.set_share_prefixes(false);
+        Box::new(cpu)
+    } else {
+        train::make_backend(&cfg, layout, theta)?
+    };
     let k = episodes[0].support_labels.len();
     let weights = train::episode_weights(&cfg.recency, k, None)?;
     let inner = InnerLoop {
@@ -201,7 +236,12 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     };
     let mut lens: Vec<usize> = episodes
         .iter()
-        .flat_map(|e| e.support_prefixes.iter().chain(&e.query_prefixes).map(Vec::len))
+        .flat_map(|e| {
+            e.support_prefixes
+                .iter()
+                .chain(&e.query_prefixes)
+                .map(Vec::len)
+        })
         .collect();
     lens.sort_unstable();
     let mean_len = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
@@ -226,6 +266,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     let ms = per_iter_ms[per_iter_ms.len() / 2];
     let res = BenchResult {
         backend: backend.name().to_string(),
+        prefix_sharing: !args.no_prefix_sharing,
         source,
         n: args.n,
         k,
@@ -249,10 +290,25 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
 /// Runs the benchmark and prints it as a table (and JSON when asked).
 pub fn run_cli(args: &BenchArgs) -> Result<()> {
     let r = run(args)?;
-    println!("backend {} ({} threads), tasks: {}", r.backend, r.threads, r.source);
+    println!(
+        "backend {} ({} threads, prefix sharing {}), tasks: {}",
+        r.backend,
+        r.threads,
+        if r.prefix_sharing { "on" } else { "off" },
+        r.source
+    );
     println!(
         "V {} E {} H {} N {} K {} Q {} S {}; prefix length median {} p90 {} mean {:.2}",
-        r.v, r.e, r.h, r.n, r.k, r.q, r.inner_steps, r.prefix_len_median, r.prefix_len_p90, r.prefix_len_mean
+        r.v,
+        r.e,
+        r.h,
+        r.n,
+        r.k,
+        r.q,
+        r.inner_steps,
+        r.prefix_len_median,
+        r.prefix_len_p90,
+        r.prefix_len_mean
     );
     println!(
         "{:>12} {:>12} {:>14} {:>12}",
@@ -275,7 +331,9 @@ mod tests {
     #[test]
     fn generated_prefix_lengths_look_like_xuetangx() {
         let mut rng = Rng::new(5);
-        let mut lens: Vec<usize> = (0..20_000).map(|_| xuetangx_prefix_len(&mut rng, 50)).collect();
+        let mut lens: Vec<usize> = (0..20_000)
+            .map(|_| xuetangx_prefix_len(&mut rng, 50))
+            .collect();
         lens.sort_unstable();
         assert_eq!(percentile(&lens, 0.5), 3);
         let p90 = percentile(&lens, 0.9);

@@ -117,7 +117,12 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let ws = WeightedSet::load(&args.episodes, Some(dims.n_items), &cfg)?;
     let mut backend = train::make_backend(&cfg, layout, theta)?;
     let mut progress = Progress::new(ws.len() as u64, "eval");
-    let (summary, records) = evaluate_set(backend.as_mut(), &ws, &inner_loop(&cfg), Some(&mut progress))?;
+    let (summary, records) = evaluate_set(
+        backend.as_mut(),
+        &ws,
+        &inner_loop(&cfg),
+        Some(&mut progress),
+    )?;
     progress.finish();
     let out = EvalOutput {
         model: &args.model,
@@ -138,14 +143,21 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         atomic_write(path, text.as_bytes())?;
     }
     train::write_json(&args.out, &out)?;
-    println!("{} episodes of {}:", summary.n_episodes, args.episodes.display());
+    println!(
+        "{} episodes of {}:",
+        summary.n_episodes,
+        args.episodes.display()
+    );
     print_summary(&summary);
     Ok(())
 }
 
 /// Prints zero- and few-shot metrics with their intervals as a small table.
 pub fn print_summary(s: &EvalSummary) {
-    println!("  {:<9} {:>24} {:>24}", "metric", "zero-shot [95% CI]", "few-shot [95% CI]");
+    println!(
+        "  {:<9} {:>24} {:>24}",
+        "metric", "zero-shot [95% CI]", "few-shot [95% CI]"
+    );
     for ((name, z), (_, f)) in s.zero_shot.entries().into_iter().zip(s.few_shot.entries()) {
         println!(
             "  {name:<9} {:>8.4} [{:.4}, {:.4}] {:>8.4} [{:.4}, {:.4}]",

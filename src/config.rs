@@ -247,7 +247,10 @@ fn positive(key: &str, v: f64) -> Result<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(Error::config(key, format!("must be a finite number > 0, got {v}")))
+        Err(Error::config(
+            key,
+            format!("must be a finite number > 0, got {v}"),
+        ))
     }
 }
 
@@ -255,7 +258,10 @@ fn finite_nonneg(key: &str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(Error::config(key, format!("must be a finite number >= 0, got {v}")))
+        Err(Error::config(
+            key,
+            format!("must be a finite number >= 0, got {v}"),
+        ))
     }
 }
 
@@ -267,7 +273,11 @@ fn at_least_one(key: &str, v: u64) -> Result<()> {
     }
 }
 
-fn check_known_keys(table: &toml::Table, defaults: &toml::Table, file: Option<&Path>) -> Result<()> {
+fn check_known_keys(
+    table: &toml::Table,
+    defaults: &toml::Table,
+    file: Option<&Path>,
+) -> Result<()> {
     let origin = file
         .map(|f| format!(" (in {})", f.display()))
         .unwrap_or_default();
@@ -276,7 +286,10 @@ fn check_known_keys(table: &toml::Table, defaults: &toml::Table, file: Option<&P
             return Err(Error::config(section, format!("unknown section{origin}")));
         };
         let Some(entries) = value.as_table() else {
-            return Err(Error::config(section, format!("must be a [section]{origin}")));
+            return Err(Error::config(
+                section,
+                format!("must be a [section]{origin}"),
+            ));
         };
         for key in entries.keys() {
             if !known.contains_key(key) {
@@ -302,7 +315,10 @@ fn apply_set(table: &mut toml::Table, defaults: &toml::Table, set: &str) -> Resu
     let key = key.trim();
     let raw = raw.trim();
     let Some((section, name)) = key.split_once('.') else {
-        return Err(Error::config(key, "expected section.key, e.g. maml.inner_lr"));
+        return Err(Error::config(
+            key,
+            "expected section.key, e.g. maml.inner_lr",
+        ));
     };
     let default = defaults
         .get(section)
@@ -400,7 +416,10 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[maml]\ninner_lr = 0.1\nstepz = 3\n").unwrap();
         let err = Config::load(Some(&path), &[]).unwrap_err().to_string();
-        assert!(err.contains("maml.stepz") && err.contains("c.toml"), "{err}");
+        assert!(
+            err.contains("maml.stepz") && err.contains("c.toml"),
+            "{err}"
+        );
         std::fs::write(&path, "[maml]\ninner_lr = 0.1\n").unwrap();
         assert_eq!(Config::load(Some(&path), &[]).unwrap().maml.inner_lr, 0.1);
     }

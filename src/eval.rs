@@ -42,7 +42,11 @@ pub fn metrics_of_rank(rank: usize) -> [f64; 5] {
         (rank == 1) as u8 as f64,
         (rank <= 5) as u8 as f64,
         (rank <= 10) as u8 as f64,
-        if rank <= 10 { 1.0 / (r + 1.0).log2() } else { 0.0 },
+        if rank <= 10 {
+            1.0 / (r + 1.0).log2()
+        } else {
+            0.0
+        },
         1.0 / r,
     ]
 }

@@ -27,8 +27,18 @@ enum Command {
     Bench(recmaml::bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Synth(a) => _ = recmaml::data::synth::run(&a)?,
         Command::Prepare(a) => _ = recmaml::data::prepare::run(&a)?,

@@ -36,8 +36,14 @@ impl WeightedSet {
             .iter()
             .enumerate()
             .map(|(row, ep)| {
-                episode_weights(&cfg.recency, set.k, ep.support_label_ts.as_deref())
-                    .map_err(|e| Error::data(&set.path, Some(row), Some("support_label_ts"), e.to_string()))
+                episode_weights(&cfg.recency, set.k, ep.support_label_ts.as_deref()).map_err(|e| {
+                    Error::data(
+                        &set.path,
+                        Some(row),
+                        Some("support_label_ts"),
+                        e.to_string(),
+                    )
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(WeightedSet { set, weights })
@@ -103,7 +109,11 @@ pub fn outer_config(cfg: &Config) -> OuterConfig {
 }
 
 /// A backend for the configuration's `run.backend`.
-pub fn make_backend(cfg: &Config, layout: ParamLayout, theta: Vec<f32>) -> Result<Box<dyn Backend>> {
+pub fn make_backend(
+    cfg: &Config,
+    layout: ParamLayout,
+    theta: Vec<f32>,
+) -> Result<Box<dyn Backend>> {
     match cfg.run.backend.as_str() {
         "cpu" | "auto" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
         other => Err(Error::Backend {
@@ -263,7 +273,8 @@ pub struct TrainResults {
 }
 
 fn checkpoint_path(out: &Path, iteration: u64) -> PathBuf {
-    out.join("checkpoints").join(format!("iter_{iteration:06}.safetensors"))
+    out.join("checkpoints")
+        .join(format!("iter_{iteration:06}.safetensors"))
 }
 
 fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
@@ -380,7 +391,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     if opts.resume {
         if let Some((_, path)) = latest_checkpoint(&opts.out) {
             state = TrainState::restore(&path, cfg, &layout, backend.as_mut())?;
-            eprintln!("resumed from {} (iteration {})", path.display(), state.iteration);
+            eprintln!(
+                "resumed from {} (iteration {})",
+                path.display(),
+                state.iteration
+            );
         }
     }
 
@@ -421,7 +436,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
                     state.best_val_acc = Some(acc);
                     state.best_iteration = Some(it);
                     state.best_params = Some(backend.params()?);
-                    checkpoint::save_params(&opts.out.join("best.safetensors"), &layout, state.best_params.as_ref().unwrap(), &BTreeMap::new())?;
+                    checkpoint::save_params(
+                        &opts.out.join("best.safetensors"),
+                        &layout,
+                        state.best_params.as_ref().unwrap(),
+                        &BTreeMap::new(),
+                    )?;
                 }
                 val_msg = format!(" val acc@1 {:.4}", acc);
                 progress.line(&format!(
@@ -446,10 +466,19 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         // Stopped early on request: leave the checkpoints for --resume, write no final results.
         return Ok(results(cfg, &run, &state, None, None, started));
     }
-    checkpoint::save_params(&opts.out.join("final.safetensors"), &layout, &theta, &BTreeMap::new())?;
+    checkpoint::save_params(
+        &opts.out.join("final.safetensors"),
+        &layout,
+        &theta,
+        &BTreeMap::new(),
+    )?;
     let (test_weights, test) = match &run.test {
         Some(test) => {
-            let which = if state.best_params.is_some() { "best" } else { "final" };
+            let which = if state.best_params.is_some() {
+                "best"
+            } else {
+                "final"
+            };
             if let Some(best) = &state.best_params {
                 backend.set_params(best)?;
             }
@@ -548,7 +577,13 @@ impl TrainState {
         }
     }
 
-    fn save(&self, path: &Path, cfg: &Config, layout: &ParamLayout, backend: &dyn Backend) -> Result<()> {
+    fn save(
+        &self,
+        path: &Path,
+        cfg: &Config,
+        layout: &ParamLayout,
+        backend: &dyn Backend,
+    ) -> Result<()> {
         let theta = backend.params()?;
         let adam = backend.adam()?;
         let meta = CheckpointMeta {
@@ -576,7 +611,12 @@ impl TrainState {
         checkpoint::save_safetensors(path, &tensors, &metadata)
     }
 
-    fn restore(path: &Path, cfg: &Config, layout: &ParamLayout, backend: &mut dyn Backend) -> Result<Self> {
+    fn restore(
+        path: &Path,
+        cfg: &Config,
+        layout: &ParamLayout,
+        backend: &mut dyn Backend,
+    ) -> Result<Self> {
         let ck = checkpoint::load_tensors_f32(path)?;
         let meta: CheckpointMeta = serde_json::from_str(ck.meta("recmaml_state")?)
             .map_err(|e| Error::checkpoint(path, format!("bad training state: {e}")))?;

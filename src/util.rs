@@ -8,7 +8,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that a
 /// reader never sees a half-written file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path
         .file_name()
@@ -110,7 +113,8 @@ impl Progress {
             }
             None => {
                 if pos >= self.next_line || pos == self.total {
-                    let rate = (pos - self.start_pos) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                    let rate = (pos - self.start_pos) as f64
+                        / self.started.elapsed().as_secs_f64().max(1e-9);
                     eprintln!("{}: {pos}/{} ({rate:.1}/s) {msg}", self.label, self.total);
                     self.next_line = pos + (self.total / 20).max(1);
                 }

@@ -40,7 +40,12 @@ fn read_tensors(path: &Path) -> BTreeMap<String, Vec<f64>> {
 
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     num / den.max(1e-300)
 }
@@ -139,10 +144,9 @@ fn train_reproduces_adam_steps_of_every_fixture() {
                 let e = rel_err(&got[name], want);
                 assert!(e < 1e-4, "{case} {prefix}.{name}: rel err {e}");
             }
-            let report: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(out.join("report.json")).unwrap(),
-            )
-            .unwrap();
+            let report: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                    .unwrap();
             let losses = report["history"]["meta_loss"].as_array().unwrap();
             let norms = report["history"]["grad_norm"].as_array().unwrap();
             let (lk, nk) = if iters == 1 {

@@ -51,7 +51,12 @@ fn pth_checkpoints_reproduce_probe_logits() {
         let got: Vec<f64> = out[0].zero_shot_logits.iter().map(|&x| x as f64).collect();
         let want = expected_logits(stem);
         assert_eq!(got.len(), want.len(), "{stem}: [6, 100] logits");
-        let num: f64 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let den: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt();
         assert!(num / den < 1e-5, "{stem}: relative error {}", num / den);
     }

@@ -4,7 +4,6 @@
 //! runs and thread counts. `Engine<f32>` is the [`Cpu`] backend; `Engine<f64>` is the reference
 //! that the fixture tests compare against PyTorch's float64 numbers.
 
-pub mod bench;
 pub mod float;
 pub mod forest;
 pub mod kernels;
@@ -405,17 +404,32 @@ mod tests {
 
     /// Two meta-iterations on a pool of `threads` threads; θ and the stats, bit for bit.
     fn run(threads: usize, share: bool) -> (Vec<u32>, Vec<u64>) {
-        let w = bench::reference_workload(3, 64);
+        let episodes = crate::bench::generate_episodes(64, 5, 10, 1519, 50, 3);
+        let layout = ParamLayout::new(crate::model::ModelDims {
+            n_items: 1519,
+            embed_dim: 64,
+            hidden_dim: 64,
+        });
+        let theta = crate::model::init_params(&layout, 3);
+        let weights = [0.1f32, 0.15, 0.2, 0.25, 0.3];
+        let inner = InnerLoop { lr: 0.01, steps: 5 };
+        let outer = OuterConfig::adam(1e-3, 10.0);
+        let batch = |b: usize| -> Vec<Task> {
+            episodes[b * 32..(b + 1) * 32]
+                .iter()
+                .map(|e| crate::train::task_of(e, &weights))
+                .collect()
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
-            let mut cpu = Cpu::new(w.layout.clone(), w.theta.clone()).unwrap();
+            let mut cpu = Cpu::new(layout.clone(), theta.clone()).unwrap();
             cpu.set_share_prefixes(share);
             let mut stats = Vec::new();
             for b in 0..2 {
-                let s = cpu.meta_step(&w.batch(b), &w.inner, &w.outer).unwrap();
+                let s = cpu.meta_step(&batch(b), &inner, &outer).unwrap();
                 stats.extend([s.meta_loss.to_bits(), s.grad_norm.to_bits()]);
             }
             let bits = cpu.params().unwrap().iter().map(|x| x.to_bits()).collect();

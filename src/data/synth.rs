@@ -338,6 +338,9 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
         order[start[e.course as usize]] = i as u32;
         start[e.course as usize] += 1;
     }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let tmp = tmp_path(&args.out);
     let res = write_log(&tmp, args, &events, &order);
     if res.is_err() {
