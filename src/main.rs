@@ -19,6 +19,8 @@ enum Command {
     Synth(recmaml::data::synth::SynthArgs),
     /// Turn a raw log into vocabulary, pairs and K-shot episodes (train/val/test).
     Prepare(recmaml::data::prepare::PrepareArgs),
+    /// The main job: synthetic log -> prepare -> meta-train -> test metrics.
+    Quickstart(recmaml::commands::QuickstartArgs),
     /// Meta-train a GRU4Rec model with recency-weighted first-order MAML.
     Train(recmaml::commands::TrainArgs),
     /// Zero- and few-shot metrics of a model on an episode file.
@@ -42,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Synth(a) => _ = recmaml::data::synth::run(&a)?,
         Command::Prepare(a) => _ = recmaml::data::prepare::run(&a)?,
+        Command::Quickstart(a) => recmaml::commands::run_quickstart(&a)?,
         Command::Train(a) => recmaml::commands::run_train(&a)?,
         Command::Eval(a) => recmaml::commands::run_eval(&a)?,
         Command::Bench(a) => recmaml::bench::run_cli(&a)?,

@@ -382,11 +382,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
     let theta0 = initial_params(cfg, &layout)?;
+    let mut backend = make_backend(cfg, layout.clone(), theta0)?;
     prepare_out_dir(&opts.out, opts.resume, opts.force)?;
-
     let inner = inner_loop(cfg);
     let outer = outer_config(cfg);
-    let mut backend = make_backend(cfg, layout.clone(), theta0)?;
     let mut state = TrainState::fresh(cfg, layout.len);
     if opts.resume {
         if let Some((_, path)) = latest_checkpoint(&opts.out) {

@@ -1,0 +1,184 @@
+//! The main job and the trainer's error paths, through the `recmaml` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn recmaml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recmaml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn quickstart_runs_synth_prepare_train_and_test_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("synth");
+    let out = tmp.path().join("run");
+    let o = recmaml(&[
+        "quickstart",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "maml.num_meta_iterations=30",
+        "--set",
+        "maml.val_every=10",
+        "--set",
+        "maml.checkpoint_every=15",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("zero-shot") && t.contains("few-shot") && t.contains("acc@1"),
+        "{t}"
+    );
+    for f in [
+        "final.safetensors",
+        "best.safetensors",
+        "results.json",
+        "report.json",
+        "checkpoints/iter_000030.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(res["iterations"], 30);
+    let n_test = res["test"]["n_episodes"].as_u64().unwrap();
+    assert!(n_test > 100, "{n_test} test episodes");
+    let acc = &res["test"]["few_shot"]["acc@1"];
+    let (m, lo, hi) = (
+        acc["mean"].as_f64().unwrap(),
+        acc["ci_low"].as_f64().unwrap(),
+        acc["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo <= m && m <= hi && hi - lo > 0.0, "{acc}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["history"]["meta_loss"].as_array().unwrap().len(), 30);
+    assert_eq!(report["history"]["val_acc1"].as_array().unwrap().len(), 3);
+    // A second run reuses the prepared episodes.
+    let o = recmaml(&[
+        "quickstart",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "maml.num_meta_iterations=2",
+        "--set",
+        "maml.val_every=0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("using the episodes prepared"));
+}
+
+fn fixture(case: &str, file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch")
+        .join(case)
+        .join(file)
+        .display()
+        .to_string()
+}
+
+fn train_fixture(out: &Path, sets: &[&str]) -> Output {
+    let tmp_cfg = out.with_extension("toml");
+    std::fs::write(&tmp_cfg, "[model]\nembed_dim = 8\nhidden_dim = 6\n").unwrap();
+    let train = format!("data.train={}", fixture("exp-tiny", "episodes.parquet"));
+    let mut args = vec![
+        "train",
+        "--config",
+        tmp_cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        &train,
+        "--set",
+        "maml.meta_batch_size=2",
+        "--set",
+        "maml.val_every=0",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    recmaml(&args)
+}
+
+#[test]
+fn diverging_run_stops_with_an_error_naming_the_iteration_and_keeps_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("diverge");
+    // Rates this large overflow the weights within a few iterations.
+    let o = train_fixture(
+        &out,
+        &[
+            "maml.inner_lr=1e30",
+            "maml.outer_lr=1e30",
+            "maml.num_meta_iterations=50",
+            "maml.checkpoint_every=1",
+            "maml.grad_clip=0",
+        ],
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("non-finite meta-loss at iteration"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(!out.join("final.safetensors").exists());
+}
+
+#[test]
+fn bad_settings_and_missing_gpu_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (sets, needle) in [
+        (vec!["run.backend=cuda"], "run.backend = \"cpu\""),
+        (vec!["maml.meta_batch_size=99"], "maml.meta_batch_size"),
+        (vec!["maml.inner_lr=-1"], "maml.inner_lr"),
+        (vec!["recency.weighting_scheme=time"], "support_label_ts"),
+        (
+            vec![
+                "warmstart.use_warmstart=true",
+                "warmstart.pretrained_path=/nonexistent.safetensors",
+            ],
+            "/nonexistent.safetensors",
+        ),
+    ] {
+        let out = tmp.path().join("bad");
+        let o = train_fixture(&out, &sets);
+        let t = text(&o);
+        assert!(!o.status.success(), "{sets:?}: {t}");
+        assert!(t.contains(needle), "{sets:?}: {t}");
+        assert!(!t.contains("panicked"), "{sets:?}: {t}");
+        assert!(!out.exists(), "{sets:?} left output behind");
+    }
+}
+
+#[test]
+fn warm_start_with_the_wrong_hidden_size_names_the_setting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ws");
+    let w = format!(
+        "warmstart.pretrained_path={}",
+        fixture("exp-tiny", "weights.safetensors")
+    );
+    let o = train_fixture(
+        &out,
+        &["warmstart.use_warmstart=true", &w, "model.hidden_dim=7"],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("gru.weight_hh_l0") && t.contains("model.hidden_dim"),
+        "{t}"
+    );
+}
