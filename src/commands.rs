@@ -116,7 +116,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let theta = checkpoint::params_from_state_dict(&sd, &layout, &args.model)?;
     let ws = WeightedSet::load(&args.episodes, Some(dims.n_items), &cfg)?;
     let mut backend = train::make_backend(&cfg, layout, theta)?;
-    let mut progress = Progress::new(ws.len() as u64, "eval");
+    let mut progress = Progress::new("eval", ws.len() as u64, false, false);
     let (summary, records) = evaluate_set(
         backend.as_mut(),
         &ws,

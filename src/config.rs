@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `[data]`: episode files. `val` and `test` may be empty (no validation / no test evaluation).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     pub train: String,
@@ -55,7 +55,7 @@ pub struct RecencyConfig {
 }
 
 /// `[warmstart]`: start meta-training from a pretrained checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmstartConfig {
     pub use_warmstart: bool,
@@ -81,16 +81,6 @@ pub struct Config {
     pub recency: RecencyConfig,
     pub warmstart: WarmstartConfig,
     pub run: RunConfig,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            train: String::new(),
-            val: String::new(),
-            test: String::new(),
-        }
-    }
 }
 
 impl Default for ModelConfig {
@@ -124,15 +114,6 @@ impl Default for RecencyConfig {
             lambda: 0.5,
             temperature: 1.0,
             tau: 86_400.0,
-        }
-    }
-}
-
-impl Default for WarmstartConfig {
-    fn default() -> Self {
-        WarmstartConfig {
-            use_warmstart: false,
-            pretrained_path: String::new(),
         }
     }
 }

@@ -193,7 +193,7 @@ pub fn evaluate_set(
             });
         }
         if let Some(p) = progress.as_deref_mut() {
-            p.set(end as u64, "");
+            p.set(end as u64);
         }
     }
     Ok((summarize(&records), records))
@@ -399,8 +399,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     }
 
     let total = cfg.maml.num_meta_iterations;
-    let mut progress = Progress::new(total, "meta-train");
-    progress.set(state.iteration, "");
+    let mut progress = Progress::new("meta-train", total, false, false);
+    progress.set(state.iteration);
     let mut last_good: Option<PathBuf> = latest_checkpoint(&opts.out).map(|(_, p)| p);
     let mut ran = 0u64;
     while state.iteration < total {
@@ -451,7 +451,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
                 ));
             }
         }
-        progress.set(it, &format!("meta-loss {:.4}{val_msg}", stats.meta_loss));
+        progress.set_message(&format!("meta-loss {:.4}{val_msg}", stats.meta_loss));
+        progress.set(it);
         if cfg.maml.checkpoint_every > 0 && it % cfg.maml.checkpoint_every == 0 {
             let path = checkpoint_path(&opts.out, it);
             state.save(&path, cfg, &layout, backend.as_ref())?;
@@ -481,7 +482,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
             if let Some(best) = &state.best_params {
                 backend.set_params(best)?;
             }
-            let mut p = Progress::new(test.len() as u64, "test eval");
+            let mut p = Progress::new("test eval", test.len() as u64, false, false);
             let (summary, _) = evaluate_set(backend.as_mut(), test, &inner, Some(&mut p))?;
             p.finish();
             backend.set_params(&theta)?;

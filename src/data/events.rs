@@ -4,9 +4,9 @@
 //! (the header is line 1).
 
 use super::intern::{Interner, SessionInterner};
-use super::progress::Progress;
 use super::time::parse_timestamp;
 use crate::error::{Error, Result};
+use crate::util::Progress;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,6 @@ pub mod intern;
 pub mod json;
 pub mod pipeline;
 pub mod prepare;
-pub mod progress;
 pub mod synth;
 pub mod time;
 pub mod xuetangx;

@@ -18,11 +18,11 @@
 //! (timestamps in Unix seconds, `session_id` the session hash), so `prepare` gives the same
 //! episodes from either.
 
-use super::progress::Progress;
 use super::time::write_iso;
 use super::xuetangx::is_kept;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::util::Progress;
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

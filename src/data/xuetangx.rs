@@ -5,9 +5,9 @@
 
 use super::events::{Event, EventLog, LogBuilder};
 use super::json::Scanner;
-use super::progress::Progress;
 use super::time::parse_timestamp;
 use crate::error::{Error, Result};
+use crate::util::Progress;
 use std::fs::File;
 use std::path::Path;
 
