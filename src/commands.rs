@@ -58,17 +58,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         res.wall_time_s,
         args.out.display()
     );
-    if let (Some(acc), Some(it)) = (res.best_val_acc1, res.best_iteration) {
-        println!("best val few-shot acc@1 {acc:.4} at iteration {it}");
-    }
-    if let Some(test) = &res.test {
-        println!(
-            "test ({} episodes, {} weights):",
-            test.n_episodes,
-            res.test_weights.as_deref().unwrap_or("final")
-        );
-        print_summary(test);
-    }
+    print_results(&res);
     Ok(())
 }
 
@@ -150,6 +140,21 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     );
     print_summary(&summary);
     Ok(())
+}
+
+/// Prints a run's best validation score and its test metrics.
+fn print_results(res: &train::TrainResults) {
+    if let (Some(acc), Some(it)) = (res.best_val_acc1, res.best_iteration) {
+        println!("best val few-shot acc@1 {acc:.4} at iteration {it}");
+    }
+    if let Some(test) = &res.test {
+        println!(
+            "test ({} episodes, {} weights):",
+            test.n_episodes,
+            res.test_weights.as_deref().unwrap_or("final")
+        );
+        print_summary(test);
+    }
 }
 
 /// Prints zero- and few-shot metrics with their intervals as a small table.
@@ -245,16 +250,6 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         },
     )?;
     println!("[3/3] done in {:.1}s", res.wall_time_s);
-    if let (Some(acc), Some(it)) = (res.best_val_acc1, res.best_iteration) {
-        println!("best val few-shot acc@1 {acc:.4} at iteration {it}");
-    }
-    if let Some(test) = &res.test {
-        println!(
-            "test ({} episodes, {} weights):",
-            test.n_episodes,
-            res.test_weights.as_deref().unwrap_or("final")
-        );
-        print_summary(test);
-    }
+    print_results(&res);
     Ok(())
 }
