@@ -7,6 +7,7 @@
 //! UNVERIFIED: these kernels have been compiled (NVRTC + ptxas, see tests/kernels_compile.rs)
 //! but not yet run on a GPU; `benches/gpu_check.sh` runs the checks against the CPU engine.
 
+pub mod check;
 pub mod kernels;
 pub mod pack;
 pub mod params;
@@ -167,7 +168,10 @@ impl Cuda {
             ));
         }
         if !kernels::nvrtc_available() {
-            return Err(kernels::compile_ptx("compute_90").unwrap_err());
+            return Err(err(
+                "NVRTC (libnvrtc.so) was not found: put the CUDA toolkit's (or the nvidia-cuda-nvrtc \
+                 wheel's) library folder on LD_LIBRARY_PATH, or use run.backend = \"cpu\"",
+            ));
         }
         // cudarc panics on a missing driver symbol (a driver older than the bindings): turn
         // that into an error too.
@@ -520,5 +524,31 @@ impl Backend for Cuda {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{init_params, ModelDims};
+
+    /// On a machine without a usable GPU, asking for CUDA is a clear error, not a panic; with
+    /// one, the backend starts.
+    #[test]
+    fn new_without_a_gpu_is_a_backend_error() {
+        let layout = ParamLayout::new(ModelDims {
+            n_items: 10,
+            embed_dim: 4,
+            hidden_dim: 3,
+        });
+        let theta = init_params(&layout, 1);
+        match Cuda::new(layout, theta) {
+            Ok(gpu) => assert!(device_available(), "started without a device: {gpu:?}"),
+            Err(Error::Backend { backend, msg }) => {
+                assert_eq!(backend, "cuda");
+                assert!(msg.contains("CUDA") || msg.contains("NVRTC"), "{msg}");
+            }
+            Err(other) => panic!("unexpected error kind: {other}"),
+        }
     }
 }
