@@ -27,6 +27,9 @@ enum Command {
     Eval(recmaml::commands::EvalArgs),
     /// Meta-iterations per second of a backend on the reference configuration.
     Bench(recmaml::bench::BenchArgs),
+    /// The CUDA backend against the CPU engine on random tasks (for GPU machines).
+    #[command(hide = true)]
+    GpuCheck(recmaml::cuda::check::GpuCheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => recmaml::commands::run_train(&a)?,
         Command::Eval(a) => recmaml::commands::run_eval(&a)?,
         Command::Bench(a) => recmaml::bench::run_cli(&a)?,
+        Command::GpuCheck(a) => recmaml::cuda::check::run(&a)?,
     }
     Ok(())
 }

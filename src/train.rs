@@ -108,19 +108,31 @@ pub fn outer_config(cfg: &Config) -> OuterConfig {
     OuterConfig::adam(cfg.maml.outer_lr as f32, clip)
 }
 
-/// A backend for the configuration's `run.backend`.
+/// A backend for the configuration's `run.backend`: `cpu`, `cuda` (an error without a usable
+/// GPU), or `auto`: CUDA when a driver and a device are found, else the CPU (also when the CUDA
+/// backend cannot start there, with a warning on stderr saying why).
 pub fn make_backend(
     cfg: &Config,
     layout: ParamLayout,
     theta: Vec<f32>,
 ) -> Result<Box<dyn Backend>> {
     match cfg.run.backend.as_str() {
-        "cpu" | "auto" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
-        other => Err(Error::Backend {
-            backend: other.to_string(),
-            msg: "this build has no CUDA backend yet; set run.backend = \"cpu\" (or --set run.backend=cpu)"
-                .into(),
-        }),
+        "cpu" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
+        "cuda" => Ok(Box::new(crate::cuda::Cuda::new(layout, theta)?)),
+        "auto" if crate::cuda::device_available() => {
+            match crate::cuda::Cuda::new(layout.clone(), theta.clone()) {
+                Ok(gpu) => Ok(Box::new(gpu)),
+                Err(e) => {
+                    eprintln!("warning: a CUDA device was found but cannot be used ({e}); running on the CPU");
+                    Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?))
+                }
+            }
+        }
+        "auto" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
+        other => Err(Error::config(
+            "run.backend",
+            format!("`{other}` is not one of {:?}", crate::config::BACKENDS),
+        )),
     }
 }
 

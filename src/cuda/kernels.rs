@@ -1,0 +1,149 @@
+//! The CUDA kernel sources, carried in the binary (`include_str!`), and their compilation with
+//! NVRTC into one program. The `.cu` files each include only `common.cuh`; the program is the
+//! header followed by every file in order, with the include lines resolved here (NVRTC adds no
+//! include paths of its own). No fast-math: IEEE division and square root, no flush to zero.
+
+use crate::error::{Error, Result};
+
+/// The shared header.
+pub const COMMON: &str = include_str!("../../kernels/common.cuh");
+
+/// Every kernel file, in program order (a file may use the device functions of earlier ones).
+pub const SOURCES: [(&str, &str); 8] = [
+    ("embedding.cu", include_str!("../../kernels/embedding.cu")),
+    ("gru.cu", include_str!("../../kernels/gru.cu")),
+    ("output_ce.cu", include_str!("../../kernels/output_ce.cu")),
+    ("sgd.cu", include_str!("../../kernels/sgd.cu")),
+    ("task.cu", include_str!("../../kernels/task.cu")),
+    ("meta_grad.cu", include_str!("../../kernels/meta_grad.cu")),
+    ("clip.cu", include_str!("../../kernels/clip.cu")),
+    ("adam.cu", include_str!("../../kernels/adam.cu")),
+];
+
+/// Every `extern "C"` entry point of the program.
+pub const ENTRY_POINTS: [&str; 12] = [
+    "embedding_forward",
+    "embedding_backward",
+    "gru_forward",
+    "gru_backward",
+    "output_ce_forward",
+    "output_ce_backward",
+    "sgd_forward",
+    "task_forward",
+    "task_backward",
+    "meta_grad_forward",
+    "clip_forward",
+    "adam_forward",
+];
+
+/// The single translation unit NVRTC compiles: `common.cuh`, then each file with its
+/// `#include "common.cuh"` line removed (and a `#line` marker so that compile errors name the
+/// file and line).
+pub fn program_source() -> String {
+    let mut src = String::with_capacity(64 * 1024);
+    src.push_str("#line 1 \"common.cuh\"\n");
+    src.push_str(COMMON);
+    for (name, text) in SOURCES {
+        src.push_str(&format!("\n#line 1 \"{name}\"\n"));
+        for line in text.lines() {
+            if line.trim() == "#include \"common.cuh\"" {
+                src.push('\n'); // keep the line numbers
+            } else {
+                src.push_str(line);
+                src.push('\n');
+            }
+        }
+    }
+    src
+}
+
+/// NVRTC options for `arch` (e.g. `compute_90`): no fast-math (`--use_fast_math` is never
+/// passed), IEEE division and square root, denormals kept; multiply-adds may be fused.
+pub fn compile_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".into(),
+        "--ftz=false".into(),
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+        "--fmad=true".into(),
+    ]
+}
+
+/// Whether an NVRTC library can be loaded (LD_LIBRARY_PATH, system paths). Never panics.
+pub fn nvrtc_available() -> bool {
+    // SAFETY: only tries to dlopen candidate library names.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// The loaded NVRTC's version `(major, minor)`.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !nvrtc_available() {
+        return Err(nvrtc_missing());
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present (checked above); the out-pointers are valid.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if r != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(backend_err(format!("nvrtcVersion failed: {r:?}")));
+    }
+    Ok((major, minor))
+}
+
+fn backend_err(msg: String) -> Error {
+    Error::Backend {
+        backend: "cuda".into(),
+        msg,
+    }
+}
+
+fn nvrtc_missing() -> Error {
+    backend_err(
+        "NVRTC (libnvrtc.so) was not found: install the CUDA toolkit or the `nvidia-cuda-nvrtc` \
+         wheel and put its library folder on LD_LIBRARY_PATH"
+            .into(),
+    )
+}
+
+/// Compiles the program to PTX for `arch` (e.g. `compute_90`). A compile error carries NVRTC's
+/// log, which names the kernel file and line.
+pub fn compile_ptx(arch: &str) -> Result<cudarc::nvrtc::Ptx> {
+    if !nvrtc_available() {
+        return Err(nvrtc_missing());
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        options: compile_options(arch),
+        name: Some("recmaml_kernels.cu".into()),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(program_source(), opts).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => backend_err(format!(
+            "NVRTC failed to compile the kernels for {arch} ({nvrtc:?}):\n{}",
+            log.to_string_lossy()
+        )),
+        other => backend_err(format!("NVRTC ({arch}): {other:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_point_is_extern_c_in_some_file() {
+        let src = program_source();
+        for name in ENTRY_POINTS {
+            let decl = format!("{name}(");
+            let pos = src
+                .find(&decl)
+                .unwrap_or_else(|| panic!("{name} not in the sources"));
+            let before = &src[..pos];
+            let start = before.rfind("extern \"C\"").expect("an extern \"C\" entry");
+            assert!(
+                !before[start..].contains(';'),
+                "{name} is not declared right after an extern \"C\""
+            );
+        }
+        assert!(!src.contains("#include"), "every include must be resolved");
+    }
+}

@@ -1,0 +1,554 @@
+//! The CUDA backend: the meta-iteration as five launches independent of N (one persistent block
+//! per task for the inner loop and query gradient, then the meta-gradient reduction, clip and
+//! Adam), on kernels compiled once per process with NVRTC for the device's own architecture.
+//! cudarc loads the driver and NVRTC at run time, so the crate builds and runs without CUDA;
+//! [`Cuda::new`] then returns an [`Error::Backend`] that says what is missing.
+//!
+//! UNVERIFIED: these kernels have been compiled (NVRTC + ptxas, see tests/kernels_compile.rs)
+//! but not yet run on a GPU; `benches/gpu_check.sh` runs the checks against the CPU engine.
+
+pub mod check;
+pub mod kernels;
+pub mod pack;
+pub mod params;
+
+use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, Task, TaskEval};
+use crate::error::{Error, Result};
+use crate::model::ParamLayout;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Threads per block (`RM_BLOCK` in common.cuh).
+const BLOCK: u32 = 256;
+/// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
+const NORM_BLOCKS: u32 = 256;
+/// Dynamic shared memory available without an opt-in.
+const MAX_SHARED: usize = 48 * 1024;
+
+fn err(msg: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: "cuda".into(),
+        msg: msg.into(),
+    }
+}
+
+fn drv(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| err(format!("{what}: {e:?}"))
+}
+
+/// Prints a debug line when `RECMAML_LOG=debug`.
+fn debug(msg: &str) {
+    if std::env::var("RECMAML_LOG").is_ok_and(|v| v == "debug") {
+        eprintln!("[recmaml cuda] {msg}");
+    }
+}
+
+// SAFETY: TaskDesc is a POD of u32s; all-zero bits are a valid value.
+unsafe impl cudarc::driver::ValidAsZeroBits for TaskDesc {}
+
+/// The kernels of the meta-iteration, looked up once.
+struct Kernels {
+    task_forward: CudaFunction,
+    task_backward: CudaFunction,
+    meta_grad: CudaFunction,
+    clip: CudaFunction,
+    adam: CudaFunction,
+}
+
+/// Device buffers of the current meta-batch, grown as needed and reused.
+struct BatchBufs {
+    ints: CudaSlice<u32>,
+    floats: CudaSlice<f32>,
+    descs: CudaSlice<TaskDesc>,
+    ws: CudaSlice<f32>,
+    task_loss: CudaSlice<f32>,
+    eval_logits: CudaSlice<f32>,
+    eval_loss: CudaSlice<f32>,
+}
+
+/// The CUDA backend: θ, the meta-gradient and Adam's moments live on the device.
+pub struct Cuda {
+    layout: ParamLayout,
+    dims: Dims,
+    stream: Arc<CudaStream>,
+    k: Kernels,
+    theta: CudaSlice<f32>,
+    grad: CudaSlice<f32>,
+    m: CudaSlice<f32>,
+    v: CudaSlice<f32>,
+    partials: CudaSlice<f64>,
+    stats: CudaSlice<f64>,
+    step: u64,
+    bufs: BatchBufs,
+    device: String,
+}
+
+impl std::fmt::Debug for Cuda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cuda")
+            .field("device", &self.device)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+/// Whether a CUDA driver and at least one device are present (never panics).
+pub fn device_available() -> bool {
+    // SAFETY: only tries to dlopen candidate library names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return false;
+    }
+    std::panic::catch_unwind(|| {
+        cudarc::driver::result::init().is_ok() && CudaContext::device_count().is_ok_and(|n| n > 0)
+    })
+    .unwrap_or(false)
+}
+
+/// Grows `buf` to hold `data` and copies it in.
+fn upload<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    buf: &mut CudaSlice<T>,
+    data: &[T],
+) -> Result<()> {
+    if buf.len() < data.len() {
+        *buf = stream
+            .alloc_zeros::<T>(data.len())
+            .map_err(drv("allocating a batch buffer"))?;
+    }
+    if !data.is_empty() {
+        stream
+            .memcpy_htod(data, &mut buf.slice_mut(..data.len()))
+            .map_err(drv("copying a batch to the device"))?;
+    }
+    Ok(())
+}
+
+/// Grows `buf` to at least `n` elements (contents undefined).
+fn reserve<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    buf: &mut CudaSlice<T>,
+    n: usize,
+) -> Result<()> {
+    if buf.len() < n {
+        *buf = stream
+            .alloc_zeros::<T>(n)
+            .map_err(drv("allocating a workspace"))?;
+    }
+    Ok(())
+}
+
+fn grid(n: usize, cap: u32) -> LaunchConfig {
+    let blocks = (n.div_ceil(BLOCK as usize) as u32).clamp(1, cap);
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Cuda {
+    /// A CUDA backend on device 0 holding `theta` (length P), Adam's state at zero. Without a
+    /// driver, a device or NVRTC this is an [`Error::Backend`] saying which.
+    pub fn new(layout: ParamLayout, theta: Vec<f32>) -> Result<Self> {
+        if theta.len() != layout.len {
+            return Err(Error::Shape(format!(
+                "parameters: {} values given, the model needs {}",
+                theta.len(),
+                layout.len
+            )));
+        }
+        // SAFETY: only tries to dlopen candidate library names.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(err(
+                "no CUDA driver (libcuda.so) found on this machine; use run.backend = \"cpu\"",
+            ));
+        }
+        if !kernels::nvrtc_available() {
+            return Err(err(
+                "NVRTC (libnvrtc.so) was not found: put the CUDA toolkit's (or the nvidia-cuda-nvrtc \
+                 wheel's) library folder on LD_LIBRARY_PATH, or use run.backend = \"cpu\"",
+            ));
+        }
+        // cudarc panics on a missing driver symbol (a driver older than the bindings): turn
+        // that into an error too.
+        std::panic::catch_unwind(move || Self::init(layout, theta)).unwrap_or_else(|_| {
+            Err(err(
+                "the CUDA driver is missing a required function (too old?)",
+            ))
+        })
+    }
+
+    fn init(layout: ParamLayout, theta: Vec<f32>) -> Result<Self> {
+        let n = CudaContext::device_count().map_err(drv("counting CUDA devices"))?;
+        if n < 1 {
+            return Err(err("a CUDA driver is installed but no device was found"));
+        }
+        let ctx = CudaContext::new(0).map_err(drv("creating a context on device 0"))?;
+        let device = ctx.name().unwrap_or_else(|_| "unknown".into());
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(drv("reading the compute capability"))?;
+        let arch = format!("compute_{major}{minor}");
+        let t0 = Instant::now();
+        let ptx = kernels::compile_ptx(&arch)?;
+        let (nv_major, nv_minor) = kernels::nvrtc_version()?;
+        let mut drv_version = 0;
+        // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut drv_version) };
+        debug(&format!(
+            "compiled {} kernels for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
+            kernels::ENTRY_POINTS.len(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            kernels::compile_options(&arch)
+        ));
+        let module = ctx.load_module(ptx).map_err(|e| {
+            err(format!(
+                "loading the PTX on {device} ({arch}): {e:?}; CUDA_ERROR_UNSUPPORTED_PTX_VERSION \
+                 means NVRTC {nv_major}.{nv_minor} is newer than the driver ({drv_version}): use the NVRTC that matches the driver"
+            ))
+        })?;
+        let f = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| err(format!("kernel `{name}`: {e:?}")))
+        };
+        let k = Kernels {
+            task_forward: f("task_forward")?,
+            task_backward: f("task_backward")?,
+            meta_grad: f("meta_grad_forward")?,
+            clip: f("clip_forward")?,
+            adam: f("adam_forward")?,
+        };
+        let stream = ctx.default_stream();
+        let p = layout.len;
+        let z32 = |n: usize| {
+            stream
+                .alloc_zeros::<f32>(n.max(1))
+                .map_err(drv("allocating"))
+        };
+        let bufs = BatchBufs {
+            ints: stream.alloc_zeros::<u32>(1).map_err(drv("allocating"))?,
+            floats: z32(1)?,
+            descs: stream
+                .alloc_zeros::<TaskDesc>(1)
+                .map_err(drv("allocating"))?,
+            ws: z32(1)?,
+            task_loss: z32(1)?,
+            eval_logits: z32(1)?,
+            eval_loss: z32(1)?,
+        };
+        let theta_d = stream.clone_htod(&theta).map_err(drv("copying θ"))?;
+        Ok(Cuda {
+            dims: Dims::of(&layout),
+            layout,
+            k,
+            theta: theta_d,
+            grad: z32(p)?,
+            m: z32(p)?,
+            v: z32(p)?,
+            partials: stream
+                .alloc_zeros::<f64>(NORM_BLOCKS as usize)
+                .map_err(drv("allocating"))?,
+            stats: stream.alloc_zeros::<f64>(2).map_err(drv("allocating"))?,
+            step: 0,
+            bufs,
+            device,
+            stream,
+        })
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// Packs and uploads a batch; returns the task kernels' parameters and launch shape.
+    fn load_batch(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+    ) -> Result<(TaskParams, LaunchConfig, pack::Batch)> {
+        let b = pack::pack(tasks, &self.dims, inner.steps)?;
+        let shared = b.ws.b_max as usize * self.dims.h as usize * 4;
+        if shared > MAX_SHARED {
+            return Err(Error::Shape(format!(
+                "{} sequences per split × H {} need {shared} bytes of shared memory per task; the CUDA kernels allow {MAX_SHARED}",
+                b.ws.b_max, self.dims.h
+            )));
+        }
+        let s = &self.stream;
+        upload(s, &mut self.bufs.ints, &b.ints)?;
+        upload(s, &mut self.bufs.floats, &b.floats)?;
+        upload(s, &mut self.bufs.descs, &b.descs)?;
+        let ws_len = b.ws.stride as usize * tasks.len();
+        reserve(s, &mut self.bufs.ws, ws_len)?;
+        reserve(s, &mut self.bufs.task_loss, tasks.len())?;
+        let params = TaskParams {
+            d: self.dims,
+            ws: b.ws,
+            n_tasks: tasks.len() as u32,
+            steps: inner.steps as u32,
+            lr: inner.lr,
+            q_max: b.q_max,
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (tasks.len() as u32, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: shared.max(4) as u32,
+        };
+        Ok((params, cfg, b))
+    }
+
+    /// Launches task_backward and meta_grad_forward: the meta-gradient in `self.grad`, the
+    /// meta-loss in stats[0].
+    fn launch_meta_gradient(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<()> {
+        let (params, cfg, b) = self.load_batch(tasks, inner)?;
+        let bf = &mut self.bufs;
+        let mut l = self.stream.launch_builder(&self.k.task_backward);
+        l.arg(&params)
+            .arg(&self.theta)
+            .arg(&bf.ints)
+            .arg(&bf.descs)
+            .arg(&bf.floats)
+            .arg(&mut bf.ws)
+            .arg(&mut bf.task_loss);
+        // SAFETY: argument types and order match task_backward in task.cu; buffers are sized by pack().
+        unsafe { l.launch(cfg) }.map_err(drv("launching task_backward"))?;
+        let rp = ReduceParams {
+            d: self.dims,
+            ws: params.ws,
+            n_tasks: params.n_tasks,
+            item_csr: b.item_csr,
+            inv_n: 1.0f32 / tasks.len() as f32,
+            pad_: 0,
+        };
+        let mut l = self.stream.launch_builder(&self.k.meta_grad);
+        l.arg(&rp)
+            .arg(&bf.ints)
+            .arg(&bf.descs)
+            .arg(&bf.ws)
+            .arg(&bf.task_loss)
+            .arg(&mut self.grad)
+            .arg(&mut self.stats);
+        // SAFETY: matches meta_grad_forward in meta_grad.cu.
+        unsafe { l.launch(grid(self.layout.len, 4096)) }
+            .map_err(drv("launching meta_grad_forward"))?;
+        Ok(())
+    }
+
+    fn adam_params(&self, outer: &OuterConfig) -> AdamParams {
+        let t = (self.step + 1).min(i32::MAX as u64) as i32;
+        let bias_c1 = 1.0f32 - (outer.beta1 as f64).powi(t) as f32;
+        let bias_c2 = 1.0f32 - (outer.beta2 as f64).powi(t) as f32;
+        AdamParams {
+            p: self.layout.len as u32,
+            n_partials: NORM_BLOCKS,
+            clip: outer.clip,
+            step_size: outer.lr / bias_c1,
+            beta2: outer.beta2,
+            w1: 1.0 - outer.beta1,
+            w2: 1.0 - outer.beta2,
+            bias_c2_sqrt: bias_c2.sqrt(),
+            eps: outer.eps,
+            pad_: 0,
+        }
+    }
+}
+
+impl Backend for Cuda {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    fn set_params(&mut self, theta: &[f32]) -> Result<()> {
+        if theta.len() != self.layout.len {
+            return Err(Error::Shape(format!(
+                "parameters: {} values given, the model needs {}",
+                theta.len(),
+                self.layout.len
+            )));
+        }
+        self.stream
+            .memcpy_htod(theta, &mut self.theta)
+            .map_err(drv("copying θ"))
+    }
+
+    fn params(&self) -> Result<Vec<f32>> {
+        self.stream
+            .clone_dtoh(&self.theta)
+            .map_err(drv("reading θ"))
+    }
+
+    fn set_adam(&mut self, state: &AdamState) -> Result<()> {
+        let p = self.layout.len;
+        if state.m.len() != p || state.v.len() != p {
+            return Err(Error::Shape(format!(
+                "Adam state has {} / {} moments, the model needs {p}",
+                state.m.len(),
+                state.v.len()
+            )));
+        }
+        self.stream
+            .memcpy_htod(&state.m, &mut self.m)
+            .map_err(drv("copying Adam's m"))?;
+        self.stream
+            .memcpy_htod(&state.v, &mut self.v)
+            .map_err(drv("copying Adam's v"))?;
+        self.step = state.step;
+        Ok(())
+    }
+
+    fn adam(&self) -> Result<AdamState> {
+        Ok(AdamState {
+            step: self.step,
+            m: self
+                .stream
+                .clone_dtoh(&self.m)
+                .map_err(drv("reading Adam's m"))?,
+            v: self
+                .stream
+                .clone_dtoh(&self.v)
+                .map_err(drv("reading Adam's v"))?,
+        })
+    }
+
+    fn meta_gradient(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        grad: &mut [f32],
+    ) -> Result<f64> {
+        if grad.len() != self.layout.len {
+            return Err(Error::Shape(format!(
+                "gradient buffer: {} values given, the model needs {}",
+                grad.len(),
+                self.layout.len
+            )));
+        }
+        self.launch_meta_gradient(tasks, inner)?;
+        self.stream
+            .memcpy_dtoh(&self.grad, grad)
+            .map_err(drv("reading the meta-gradient"))?;
+        let stats = self
+            .stream
+            .clone_dtoh(&self.stats)
+            .map_err(drv("reading the meta-loss"))?;
+        Ok(stats[0])
+    }
+
+    fn meta_step(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        outer: &OuterConfig,
+    ) -> Result<MetaStepStats> {
+        self.launch_meta_gradient(tasks, inner)?;
+        let ap = self.adam_params(outer);
+        let cfg = LaunchConfig {
+            grid_dim: (NORM_BLOCKS, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(&self.k.clip);
+        l.arg(&ap).arg(&self.grad).arg(&mut self.partials);
+        // SAFETY: matches clip_forward in clip.cu; partials has NORM_BLOCKS elements.
+        unsafe { l.launch(cfg) }.map_err(drv("launching clip_forward"))?;
+        let mut l = self.stream.launch_builder(&self.k.adam);
+        l.arg(&ap)
+            .arg(&mut self.theta)
+            .arg(&self.grad)
+            .arg(&mut self.m)
+            .arg(&mut self.v)
+            .arg(&self.partials)
+            .arg(&mut self.stats);
+        // SAFETY: matches adam_forward in adam.cu.
+        unsafe { l.launch(grid(self.layout.len, 4096)) }.map_err(drv("launching adam_forward"))?;
+        let stats = self
+            .stream
+            .clone_dtoh(&self.stats)
+            .map_err(drv("reading the step's statistics"))?;
+        let (meta_loss, grad_norm) = (stats[0], stats[1]);
+        if meta_loss.is_finite() && grad_norm.is_finite() {
+            self.step += 1;
+        }
+        Ok(MetaStepStats {
+            meta_loss,
+            grad_norm,
+        })
+    }
+
+    fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
+        let (params, cfg, b) = self.load_batch(tasks, inner)?;
+        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
+        let bf = &mut self.bufs;
+        reserve(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;
+        reserve(&self.stream, &mut bf.eval_loss, 2 * n)?;
+        let mut l = self.stream.launch_builder(&self.k.task_forward);
+        l.arg(&params)
+            .arg(&self.theta)
+            .arg(&bf.ints)
+            .arg(&bf.descs)
+            .arg(&bf.floats)
+            .arg(&mut bf.ws)
+            .arg(&mut bf.eval_logits)
+            .arg(&mut bf.eval_loss);
+        // SAFETY: matches task_forward in task.cu; the outputs are sized above.
+        unsafe { l.launch(cfg) }.map_err(drv("launching task_forward"))?;
+        let logits = self
+            .stream
+            .clone_dtoh(&bf.eval_logits.slice(..n * 2 * q_max * v))
+            .map_err(drv("reading logits"))?;
+        let losses = self
+            .stream
+            .clone_dtoh(&bf.eval_loss.slice(..2 * n))
+            .map_err(drv("reading losses"))?;
+        Ok(tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let q = t.query_labels.len();
+                let slot = |s: usize| logits[(i * 2 + s) * q_max * v..][..q * v].to_vec();
+                TaskEval {
+                    zero_shot_loss: losses[2 * i] as f64,
+                    few_shot_loss: losses[2 * i + 1] as f64,
+                    zero_shot_logits: slot(0),
+                    few_shot_logits: slot(1),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{init_params, ModelDims};
+
+    /// On a machine without a usable GPU, asking for CUDA is a clear error, not a panic; with
+    /// one, the backend starts.
+    #[test]
+    fn new_without_a_gpu_is_a_backend_error() {
+        let layout = ParamLayout::new(ModelDims {
+            n_items: 10,
+            embed_dim: 4,
+            hidden_dim: 3,
+        });
+        let theta = init_params(&layout, 1);
+        match Cuda::new(layout, theta) {
+            Ok(gpu) => assert!(device_available(), "started without a device: {gpu:?}"),
+            Err(Error::Backend { backend, msg }) => {
+                assert_eq!(backend, "cuda");
+                assert!(msg.contains("CUDA") || msg.contains("NVRTC"), "{msg}");
+            }
+            Err(other) => panic!("unexpected error kind: {other}"),
+        }
+    }
+}
