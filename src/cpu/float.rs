@@ -74,7 +74,12 @@ fn exp_f32(x: f32) -> f32 {
         * r
         + 0.5;
     let y = p * r * r + r + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * y
+    // 2^n from the bits: n is an integer in [-126, 128] here, and adding 1.5 · 2^23 puts it in
+    // the low mantissa bits (this avoids `as i32`'s saturating conversion, which does not
+    // vectorize; a NaN argument gives some NaN or garbage exponent times y = NaN).
+    const MAGIC: f32 = 12_582_912.0;
+    let bits = (n + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
+    f32::from_bits(bits.wrapping_add(127) << 23) * y
 }
 
 macro_rules! impl_float {
