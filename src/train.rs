@@ -438,7 +438,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         state.history.grad_norm.push(stats.grad_norm);
         let mut val_msg = String::new();
         if let Some(val) = &run.val {
-            if cfg.maml.val_every > 0 && it % cfg.maml.val_every == 0 {
+            if cfg.maml.val_every > 0 && it.is_multiple_of(cfg.maml.val_every) {
                 let (summary, _) = evaluate_set(backend.as_mut(), val, &inner, None)?;
                 let acc = summary.few_shot.acc1.mean;
                 state.history.val_iteration.push(it);
@@ -465,7 +465,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         }
         progress.set_message(&format!("meta-loss {:.4}{val_msg}", stats.meta_loss));
         progress.set(it);
-        if cfg.maml.checkpoint_every > 0 && it % cfg.maml.checkpoint_every == 0 {
+        if cfg.maml.checkpoint_every > 0 && it.is_multiple_of(cfg.maml.checkpoint_every) {
             let path = checkpoint_path(&opts.out, it);
             state.save(&path, cfg, &layout, backend.as_ref())?;
             last_good = Some(path);

@@ -134,7 +134,7 @@ fn fix_for(axis: Axis, got: usize, want: usize) -> String {
     match axis {
         Axis::Embed => format!("set `model.embed_dim = {got}`"),
         Axis::Hidden => format!("set `model.hidden_dim = {got}`"),
-        Axis::Gates if got % 3 == 0 => format!("set `model.hidden_dim = {}`", got / 3),
+        Axis::Gates if got.is_multiple_of(3) => format!("set `model.hidden_dim = {}`", got / 3),
         Axis::Gates => format!("use a GRU checkpoint ({got} gate rows is not 3 x hidden_dim)"),
         Axis::Items => format!(
             "use episode files with the checkpoint's vocabulary: it has n_items = {got} \

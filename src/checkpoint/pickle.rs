@@ -323,7 +323,7 @@ fn long1(b: &[u8]) -> Result<i64, PickleError> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("odd number of items for a dict".into());
     }
     let mut it = items.into_iter();

@@ -108,7 +108,7 @@ fn materialise(t: &TensorRef, raw: &[u8]) -> Result<Tensor, String> {
     let dtype = storage_dtype(&t.storage)?;
     let width = dtype.size();
     let have = raw.len() / width;
-    if raw.len() % width != 0 || have < t.storage.numel {
+    if !raw.len().is_multiple_of(width) || have < t.storage.numel {
         return Err(format!(
             "storage {} has {} bytes; {} elements of {width} bytes were declared",
             t.storage.key,

@@ -527,11 +527,10 @@ macro_rules! simd_tiles {
     };
 }
 
-// The AVX-512 intrinsics are stable since Rust 1.89 (newer than the crate's declared MSRV, 1.85).
+// The AVX-512 intrinsics are stable since Rust 1.89, the crate's declared rust-version.
 #[cfg(target_arch = "x86_64")]
 simd_tiles!(
     /// AVX-512F tiles (16 lanes).
-    #[allow(clippy::incompatible_msrv)]
     avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
     _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_add_ps
 );

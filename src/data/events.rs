@@ -221,7 +221,7 @@ impl Lines {
         }
         self.line_no += 1;
         self.bytes += n as u64;
-        if self.line_no % 65_536 == 0 {
+        if self.line_no.is_multiple_of(65_536) {
             self.progress.set(self.bytes);
         }
         while let Some(b'\n' | b'\r') = buf.last() {
