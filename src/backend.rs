@@ -72,6 +72,18 @@ impl AdamState {
             v: vec![0.0; p],
         }
     }
+
+    /// An error unless both moments have `p` entries.
+    pub fn check_len(&self, p: usize) -> Result<()> {
+        if self.m.len() != p || self.v.len() != p {
+            return Err(crate::error::Error::Shape(format!(
+                "Adam state has {} / {} moments, the model needs {p}",
+                self.m.len(),
+                self.v.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// What one meta-iteration reports.

@@ -341,14 +341,7 @@ impl Backend for Engine<f32> {
     }
 
     fn set_adam(&mut self, state: &AdamState) -> Result<()> {
-        let p = self.layout.len;
-        if state.m.len() != p || state.v.len() != p {
-            return Err(Error::Shape(format!(
-                "Adam state has {} / {} moments, the model needs {p}",
-                state.m.len(),
-                state.v.len()
-            )));
-        }
+        state.check_len(self.layout.len)?;
         self.step = state.step;
         self.m.copy_from_slice(&state.m);
         self.v.copy_from_slice(&state.v);

@@ -516,15 +516,10 @@ pub fn query_loss_grad<F: Float>(
     task: &Task,
     grad: &mut [F],
 ) -> Result<F> {
-    check_dense(layout, params, task, task.support_prefixes.len())?;
-    let wt = &mut Vec::new();
-    let model = dense_model(layout, params, wt);
-    let mut ws = TaskWorkspace::new();
-    ws.load(&model, task, true);
-    let loss = ws.forward(&model, task, &[], Split::Query);
-    ws.backward(&model, task, &[]);
-    ws.add_dense_grad(layout, grad);
-    Ok(loss)
+    query_pass(layout, params, task, |ws, model| {
+        ws.backward(model, task, &[]);
+        ws.add_dense_grad(layout, grad);
+    })
 }
 
 /// Query logits `[Q, V]` at `params`, written into `logits`; returns the mean query CE.
@@ -534,12 +529,24 @@ pub fn query_logits<F: Float>(
     task: &Task,
     logits: &mut [F],
 ) -> Result<F> {
+    query_pass(layout, params, task, |ws, _| {
+        logits.copy_from_slice(ws.logits())
+    })
+}
+
+/// The query forward at dense `params` (mean CE returned), then `after` on its workspace.
+fn query_pass<F: Float>(
+    layout: &ParamLayout,
+    params: &[F],
+    task: &Task,
+    after: impl FnOnce(&mut TaskWorkspace<F>, &Model<F>),
+) -> Result<F> {
     check_dense(layout, params, task, task.support_prefixes.len())?;
     let wt = &mut Vec::new();
     let model = dense_model(layout, params, wt);
     let mut ws = TaskWorkspace::new();
     ws.load(&model, task, true);
     let loss = ws.forward(&model, task, &[], Split::Query);
-    logits.copy_from_slice(ws.logits());
+    after(&mut ws, &model);
     Ok(loss)
 }

@@ -388,14 +388,7 @@ impl Backend for Cuda {
     }
 
     fn set_adam(&mut self, state: &AdamState) -> Result<()> {
-        let p = self.layout.len;
-        if state.m.len() != p || state.v.len() != p {
-            return Err(Error::Shape(format!(
-                "Adam state has {} / {} moments, the model needs {p}",
-                state.m.len(),
-                state.v.len()
-            )));
-        }
+        state.check_len(self.layout.len)?;
         self.stream
             .memcpy_htod(&state.m, &mut self.m)
             .map_err(drv("copying Adam's m"))?;

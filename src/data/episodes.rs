@@ -395,15 +395,7 @@ struct IntList<'a> {
 impl<'a> IntList<'a> {
     /// `a` as a list of integers; `None` if it is not one.
     fn new(name: &'static str, a: &'a dyn Array) -> Option<Self> {
-        let (offsets, values): (Vec<usize>, &dyn Array) = if let Some(l) = a.as_list_opt::<i32>() {
-            let o = l.value_offsets().iter().map(|&o| o as usize).collect();
-            (o, l.values().as_ref())
-        } else if let Some(l) = a.as_list_opt::<i64>() {
-            let o = l.value_offsets().iter().map(|&o| o as usize).collect();
-            (o, l.values().as_ref())
-        } else {
-            return None;
-        };
+        let (offsets, values) = list_parts(a)?;
         Some(IntList {
             name,
             array: a,
@@ -439,6 +431,19 @@ impl<'a> IntList<'a> {
     }
 }
 
+/// The offsets and child values of a list or large-list array; `None` if `a` is neither.
+fn list_parts(a: &dyn Array) -> Option<(Vec<usize>, &dyn Array)> {
+    fn parts<O: arrow::array::OffsetSizeTrait>(
+        l: &arrow::array::GenericListArray<O>,
+    ) -> (Vec<usize>, &dyn Array) {
+        let o = l.value_offsets().iter().map(|o| o.as_usize()).collect();
+        (o, l.values().as_ref())
+    }
+    a.as_list_opt::<i32>()
+        .map(parts)
+        .or_else(|| a.as_list_opt::<i64>().map(parts))
+}
+
 /// A `list<list<int>>` column: per row, a list of prefixes.
 struct PrefixList<'a> {
     outer: &'a dyn Array,
@@ -448,16 +453,7 @@ struct PrefixList<'a> {
 
 impl<'a> PrefixList<'a> {
     fn new(name: &'static str, a: &'a dyn Array) -> Option<Self> {
-        let (outer_offsets, inner): (Vec<usize>, &dyn Array) =
-            if let Some(l) = a.as_list_opt::<i32>() {
-                let o = l.value_offsets().iter().map(|&o| o as usize).collect();
-                (o, l.values().as_ref())
-            } else if let Some(l) = a.as_list_opt::<i64>() {
-                let o = l.value_offsets().iter().map(|&o| o as usize).collect();
-                (o, l.values().as_ref())
-            } else {
-                return None;
-            };
+        let (outer_offsets, inner) = list_parts(a)?;
         Some(PrefixList {
             outer: a,
             outer_offsets,
