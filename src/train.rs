@@ -2,7 +2,7 @@
 //! `best`/`final` weights, resumable checkpoints, and the run's results and report.
 
 use crate::backend::{AdamState, Backend, InnerLoop, OuterConfig, Task};
-use crate::checkpoint;
+use crate::checkpoint::{self, StateDict};
 use crate::config::Config;
 use crate::data::{self, Episode, EpisodeSet};
 use crate::error::{Error, Result};
@@ -305,27 +305,31 @@ fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
 }
 
 /// Initial θ: the warm-start checkpoint or PyTorch-style initialisation.
-fn initial_params(cfg: &Config, layout: &ParamLayout) -> Result<Vec<f32>> {
-    if cfg.warmstart.use_warmstart {
-        let path = Path::new(&cfg.warmstart.pretrained_path);
-        let sd = checkpoint::load_state_dict(path)?;
-        checkpoint::params_from_state_dict(&sd, layout, path)
-    } else {
-        Ok(crate::model::init::init_params(layout, cfg.run.seed))
+fn initial_params(
+    cfg: &Config,
+    warm: Option<&StateDict>,
+    layout: &ParamLayout,
+) -> Result<Vec<f32>> {
+    match warm {
+        Some(sd) => checkpoint::params_from_state_dict(
+            sd,
+            layout,
+            Path::new(&cfg.warmstart.pretrained_path),
+        ),
+        None => Ok(crate::model::init::init_params(layout, cfg.run.seed)),
     }
 }
 
 /// V for a run: from the warm-start checkpoint when there is one, else from the train file.
-fn resolve_dims(cfg: &Config, train_n_items: usize) -> Result<ModelDims> {
+fn resolve_dims(cfg: &Config, warm: Option<&StateDict>, train_n_items: usize) -> Result<ModelDims> {
     let mut dims = ModelDims {
         n_items: train_n_items,
         embed_dim: cfg.model.embed_dim,
         hidden_dim: cfg.model.hidden_dim,
     };
-    if cfg.warmstart.use_warmstart {
+    if let Some(sd) = warm {
         let path = Path::new(&cfg.warmstart.pretrained_path);
-        let sd = checkpoint::load_state_dict(path)?;
-        let ck = checkpoint::dims_from_state_dict(&sd, path)?;
+        let ck = checkpoint::dims_from_state_dict(sd, path)?;
         if ck.n_items < train_n_items {
             return Err(Error::checkpoint(
                 path,
@@ -344,6 +348,8 @@ fn resolve_dims(cfg: &Config, train_n_items: usize) -> Result<ModelDims> {
 /// All inputs of a run, read and validated before anything is written.
 pub struct RunData {
     pub dims: ModelDims,
+    /// The warm-start checkpoint, read once, when `warmstart.use_warmstart`.
+    pub warm_start: Option<StateDict>,
     pub train: WeightedSet,
     pub val: Option<WeightedSet>,
     pub test: Option<WeightedSet>,
@@ -355,13 +361,15 @@ impl RunData {
         if cfg.data.train.is_empty() {
             return Err(Error::config("data.train", "no train episode file given"));
         }
-        let train_set = data::read_episodes(Path::new(&cfg.data.train), None)?;
-        let dims = resolve_dims(cfg, train_set.n_items)?;
-        let train_set = if train_set.n_items == dims.n_items {
-            train_set
-        } else {
-            data::read_episodes(Path::new(&cfg.data.train), Some(dims.n_items))?
-        };
+        let mut train_set = data::read_episodes(Path::new(&cfg.data.train), None)?;
+        let warm_start = cfg
+            .warmstart
+            .use_warmstart
+            .then(|| checkpoint::load_state_dict(Path::new(&cfg.warmstart.pretrained_path)))
+            .transpose()?;
+        let dims = resolve_dims(cfg, warm_start.as_ref(), train_set.n_items)?;
+        // Every id already lies below the file's own V, which is at most the checkpoint's.
+        train_set.n_items = dims.n_items;
         if cfg.maml.meta_batch_size > train_set.episodes.len() {
             return Err(Error::config(
                 "maml.meta_batch_size",
@@ -381,6 +389,7 @@ impl RunData {
         };
         Ok(RunData {
             dims,
+            warm_start,
             val: load(&cfg.data.val)?,
             test: load(&cfg.data.test)?,
             train,
@@ -393,12 +402,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let started = Instant::now();
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
-    let theta0 = initial_params(cfg, &layout)?;
+    let theta0 = initial_params(cfg, run.warm_start.as_ref(), &layout)?;
     let mut backend = make_backend(cfg, layout.clone(), theta0)?;
     prepare_out_dir(&opts.out, opts.resume, opts.force)?;
     let inner = inner_loop(cfg);
     let outer = outer_config(cfg);
-    let mut state = TrainState::fresh(cfg, layout.len);
+    let mut state = TrainState::fresh(cfg);
     if opts.resume {
         if let Some((_, path)) = latest_checkpoint(&opts.out) {
             state = TrainState::restore(&path, cfg, &layout, backend.as_mut())?;
@@ -577,7 +586,7 @@ struct TrainState {
 }
 
 impl TrainState {
-    fn fresh(cfg: &Config, _p: usize) -> Self {
+    fn fresh(cfg: &Config) -> Self {
         TrainState {
             iteration: 0,
             rng: Rng::new(cfg.run.seed),
