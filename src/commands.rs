@@ -43,6 +43,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             resume: args.resume,
             force: args.force,
             stop_after: args.stop_after,
+            quiet: false,
         },
     )?;
     if res.iterations < cfg.maml.num_meta_iterations {
@@ -247,6 +248,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
             resume: false,
             force: true,
             stop_after: None,
+            quiet: false,
         },
     )?;
     println!("[3/3] done in {:.1}s", res.wall_time_s);

@@ -15,6 +15,9 @@ pub struct DataConfig {
     pub train: String,
     pub val: String,
     pub test: String,
+    /// The train pairs (`pairs_train.parquet` from `prepare`) that `recmaml pretrain` fits the
+    /// global GRU4Rec model on.
+    pub pairs_train: String,
 }
 
 /// `[model]`: sizes. V (`n_items`) comes from the data or the warm-start checkpoint.
@@ -62,6 +65,29 @@ pub struct WarmstartConfig {
     pub pretrained_path: String,
 }
 
+/// `[pretrain]`: the global GRU4Rec model (`recmaml pretrain`), next-item CE with Adam.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Dropout on the final hidden state, during training only.
+    pub dropout: f64,
+    /// Prefixes are cut to their last this many items.
+    pub max_prefix_len: usize,
+}
+
+/// `[matrix]`: the comparison matrix and ablation (`recmaml matrix`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// Every row is trained and evaluated once per seed (`run.seed` is ignored).
+    pub seeds: Vec<u64>,
+    /// Rows to run, by name (empty: all); see `recmaml matrix --help`.
+    pub rows: Vec<String>,
+}
+
 /// `[run]`: seed and backend.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -81,6 +107,29 @@ pub struct Config {
     pub recency: RecencyConfig,
     pub warmstart: WarmstartConfig,
     pub run: RunConfig,
+    pub pretrain: PretrainConfig,
+    pub matrix: MatrixConfig,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        PretrainConfig {
+            epochs: 10,
+            batch_size: 256,
+            lr: 1e-3,
+            dropout: 0.2,
+            max_prefix_len: 50,
+        }
+    }
+}
+
+impl Default for MatrixConfig {
+    fn default() -> Self {
+        MatrixConfig {
+            seeds: vec![42, 43, 44],
+            rows: Vec::new(),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -203,6 +252,20 @@ impl Config {
                 "run.backend",
                 format!("`{}` is not one of {BACKENDS:?}", self.run.backend),
             ));
+        }
+        let p = &self.pretrain;
+        at_least_one("pretrain.epochs", p.epochs as u64)?;
+        at_least_one("pretrain.batch_size", p.batch_size as u64)?;
+        at_least_one("pretrain.max_prefix_len", p.max_prefix_len as u64)?;
+        positive("pretrain.lr", p.lr)?;
+        if !(0.0..1.0).contains(&p.dropout) {
+            return Err(Error::config(
+                "pretrain.dropout",
+                format!("must be in [0, 1), got {}", p.dropout),
+            ));
+        }
+        if self.matrix.seeds.is_empty() {
+            return Err(Error::config("matrix.seeds", "needs at least one seed"));
         }
         if self.warmstart.use_warmstart && self.warmstart.pretrained_path.is_empty() {
             return Err(Error::config(

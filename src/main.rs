@@ -25,6 +25,10 @@ enum Command {
     Train(recmaml::commands::TrainArgs),
     /// Zero- and few-shot metrics of a model on an episode file.
     Eval(recmaml::commands::EvalArgs),
+    /// Train the global GRU4Rec model on the train pairs (baseline and warm start).
+    Pretrain(recmaml::pretrain::PretrainArgs),
+    /// The seed's comparison matrix and ablation over several seeds, with reports and plots.
+    Matrix(recmaml::matrix::MatrixArgs),
     /// Meta-iterations per second of a backend on the reference configuration.
     Bench(recmaml::bench::BenchArgs),
     /// The CUDA backend against the CPU engine on random tasks (for GPU machines).
@@ -50,6 +54,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quickstart(a) => recmaml::commands::run_quickstart(&a)?,
         Command::Train(a) => recmaml::commands::run_train(&a)?,
         Command::Eval(a) => recmaml::commands::run_eval(&a)?,
+        Command::Pretrain(a) => recmaml::pretrain::run_cli(&a)?,
+        Command::Matrix(a) => recmaml::matrix::run_cli(&a)?,
         Command::Bench(a) => recmaml::bench::run_cli(&a)?,
         Command::GpuCheck(a) => recmaml::cuda::check::run(&a)?,
     }

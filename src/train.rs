@@ -241,6 +241,8 @@ pub struct TrainOptions {
     pub force: bool,
     /// Stop after this many iterations of this process (to test resume); `None` runs to the end.
     pub stop_after: Option<u64>,
+    /// No progress bars (lines such as validation results are still printed).
+    pub quiet: bool,
 }
 
 /// Per-run history, as written to `report.json` and carried in checkpoints.
@@ -249,8 +251,13 @@ pub struct History {
     pub iteration: Vec<u64>,
     pub meta_loss: Vec<f64>,
     pub grad_norm: Vec<f64>,
+    /// Iterations at which validation ran (0 = before the first meta-update).
     pub val_iteration: Vec<u64>,
+    /// Few-shot Acc@1 on the validation episodes (the model-selection criterion).
     pub val_acc1: Vec<f64>,
+    /// Zero-shot Acc@1 on the validation episodes.
+    #[serde(default)]
+    pub val_zero_shot_acc1: Vec<f64>,
 }
 
 /// State saved in a checkpoint's metadata besides the tensors.
@@ -282,6 +289,12 @@ pub struct TrainResults {
     pub test_weights: Option<String>,
     pub test: Option<EvalSummary>,
     pub wall_time_s: f64,
+    /// The run's history (in `report.json`, not in `results.json`).
+    #[serde(skip)]
+    pub history: History,
+    /// Per-episode test records of the weights in `test_weights` (not written to `results.json`).
+    #[serde(skip)]
+    pub test_records: Vec<EpisodeRecord>,
 }
 
 fn checkpoint_path(out: &Path, iteration: u64) -> PathBuf {
@@ -420,7 +433,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     }
 
     let total = cfg.maml.num_meta_iterations;
-    let mut progress = Progress::new("meta-train", total, false, false);
+    if state.iteration == 0 && cfg.maml.val_every > 0 {
+        // The starting point is a candidate too (for a warm start, the pretrained model).
+        state.validate(0, &run, backend.as_mut(), &inner, &layout, &opts.out)?;
+    }
+    let mut progress = Progress::new("meta-train", total, false, opts.quiet);
     progress.set(state.iteration);
     let mut last_good: Option<PathBuf> = latest_checkpoint(&opts.out).map(|(_, p)| p);
     let mut ran = 0u64;
@@ -446,23 +463,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         state.history.meta_loss.push(stats.meta_loss);
         state.history.grad_norm.push(stats.grad_norm);
         let mut val_msg = String::new();
-        if let Some(val) = &run.val {
-            if cfg.maml.val_every > 0 && it.is_multiple_of(cfg.maml.val_every) {
-                let (summary, _) = evaluate_set(backend.as_mut(), val, &inner, None)?;
-                let acc = summary.few_shot.acc1.mean;
-                state.history.val_iteration.push(it);
-                state.history.val_acc1.push(acc);
-                if state.best_val_acc.is_none_or(|b| acc > b) {
-                    state.best_val_acc = Some(acc);
-                    state.best_iteration = Some(it);
-                    state.best_params = Some(backend.params()?);
-                    checkpoint::save_params(
-                        &opts.out.join("best.safetensors"),
-                        &layout,
-                        state.best_params.as_ref().unwrap(),
-                        &BTreeMap::new(),
-                    )?;
-                }
+        if cfg.maml.val_every > 0 && it.is_multiple_of(cfg.maml.val_every) {
+            if let Some(acc) = state.validate(it, &run, backend.as_mut(), &inner, &layout, &opts.out)? {
                 val_msg = format!(" val acc@1 {:.4}", acc);
                 progress.line(&format!(
                     "iteration {it}/{total}: meta-loss {:.4}, val few-shot acc@1 {acc:.4} (best {:.4} at {})",
@@ -503,15 +505,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
             if let Some(best) = &state.best_params {
                 backend.set_params(best)?;
             }
-            let mut p = Progress::new("test eval", test.len() as u64, false, false);
-            let (summary, _) = evaluate_set(backend.as_mut(), test, &inner, Some(&mut p))?;
+            let mut p = Progress::new("test eval", test.len() as u64, false, opts.quiet);
+            let (summary, records) = evaluate_set(backend.as_mut(), test, &inner, Some(&mut p))?;
             p.finish();
             backend.set_params(&theta)?;
-            (Some(which.to_string()), Some(summary))
+            (Some(which.to_string()), Some((summary, records)))
         }
         None => (None, None),
     };
-    let res = results(cfg, &run, &state, test_weights, test, started);
+    let (test, test_records) = test.unzip();
+    let mut res = results(cfg, &run, &state, test_weights, test, started);
     write_json(&opts.out.join("results.json"), &res)?;
     let report = serde_json::json!({
         "config": cfg,
@@ -524,6 +527,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         "backend": backend.name(),
     });
     write_json(&opts.out.join("report.json"), &report)?;
+    res.test_records = test_records.unwrap_or_default();
     Ok(res)
 }
 
@@ -548,6 +552,8 @@ fn results(
         test_weights,
         test,
         wall_time_s: started.elapsed().as_secs_f64(),
+        history: state.history.clone(),
+        test_records: Vec::new(),
     }
 }
 
@@ -596,6 +602,38 @@ impl TrainState {
             best_params: None,
             run_tag: run_tag(),
         }
+    }
+
+    /// Evaluates the validation episodes at iteration `it`: records zero- and few-shot Acc@1 in
+    /// the history and keeps the weights (and `best.safetensors`) when few-shot Acc@1 is the best
+    /// so far. Returns the few-shot Acc@1, or `None` without validation episodes.
+    fn validate(
+        &mut self,
+        it: u64,
+        run: &RunData,
+        backend: &mut dyn Backend,
+        inner: &InnerLoop,
+        layout: &ParamLayout,
+        out: &Path,
+    ) -> Result<Option<f64>> {
+        let Some(val) = &run.val else {
+            return Ok(None);
+        };
+        let (summary, _) = evaluate_set(backend, val, inner, None)?;
+        let acc = summary.few_shot.acc1.mean;
+        self.history.val_iteration.push(it);
+        self.history.val_acc1.push(acc);
+        self.history
+            .val_zero_shot_acc1
+            .push(summary.zero_shot.acc1.mean);
+        if self.best_val_acc.is_none_or(|b| acc > b) {
+            self.best_val_acc = Some(acc);
+            self.best_iteration = Some(it);
+            let best = backend.params()?;
+            checkpoint::save_params(&out.join("best.safetensors"), layout, &best, &BTreeMap::new())?;
+            self.best_params = Some(best);
+        }
+        Ok(Some(acc))
     }
 
     fn save(

@@ -836,8 +836,12 @@ fn read_pairs_beside(path: &Path) -> Result<HashMap<i64, PairRow>> {
 }
 
 fn read_pairs(path: &Path) -> Result<HashMap<i64, PairRow>> {
-    let mut map = HashMap::new();
-    let mut row0 = 0;
+    Ok(read_pair_rows(path)?.into_iter().collect())
+}
+
+/// Every row of a pairs file, in file order, keyed by `pair_id`.
+fn read_pair_rows(path: &Path) -> Result<Vec<(i64, PairRow)>> {
+    let mut rows = Vec::new();
     for b in batches(path)? {
         let b = b?;
         let int = |name: &'static str, required| {
@@ -860,7 +864,7 @@ fn read_pairs(path: &Path) -> Result<HashMap<i64, PairRow>> {
         for i in 0..b.num_rows() {
             let loc = |column| Loc {
                 file: path,
-                row: row0 + i,
+                row: rows.len(),
                 column,
             };
             let id = ids.get(i).ok_or_else(|| loc("pair_id").err("null"))?;
@@ -869,19 +873,88 @@ fn read_pairs(path: &Path) -> Result<HashMap<i64, PairRow>> {
                 .get(i, &loc("prefix"))?
                 .ok_or_else(|| loc("prefix").err("null list"))?;
             let ts = ts.as_ref().and_then(|t| t.get(i));
-            map.insert(id, PairRow { prefix, label, ts });
+            rows.push((id, PairRow { prefix, label, ts }));
         }
-        row0 += b.num_rows();
     }
-    Ok(map)
+    Ok(rows)
+}
+
+/// The pairs of a `pairs_{split}.parquet` file (prefix -> next item), for training the global
+/// GRU4Rec model.
+#[derive(Clone, Debug)]
+pub struct PairSet {
+    /// Where it was read from.
+    pub path: std::path::PathBuf,
+    /// Prefixes, oldest item first.
+    pub prefixes: Vec<Vec<u32>>,
+    /// The next item of each prefix.
+    pub labels: Vec<u32>,
+    /// V: ids lie in `1..n_items`.
+    pub n_items: usize,
+}
+
+/// Reads and validates a pairs file written by `prepare` (columns `prefix list<int>` and `label
+/// int`; other columns are ignored). V is `n_items` if given, else the size + 1 of
+/// `vocab/item2id.json` beside the file (or in `../vocab/`), else the largest id + 1. Every row
+/// needs a non-empty prefix and ids in `1..V`; errors name the file, row and column.
+pub fn read_pair_file(path: &Path, n_items: Option<usize>) -> Result<PairSet> {
+    let rows = read_pair_rows(path)?;
+    let vocab = match n_items {
+        Some(v) => Some(v),
+        None => match vocab_size_in(&path.parent().unwrap_or(Path::new(".")).join("vocab"))? {
+            Some(n) => Some(n + 1),
+            None => vocab_size(path)?.map(|n| n + 1),
+        },
+    };
+    let largest = rows
+        .iter()
+        .flat_map(|(_, r)| r.prefix.iter().chain([&r.label]))
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let v = vocab.unwrap_or(largest.max(0) as usize + 1);
+    let mut set = PairSet {
+        path: path.to_path_buf(),
+        prefixes: Vec::with_capacity(rows.len()),
+        labels: Vec::with_capacity(rows.len()),
+        n_items: v,
+    };
+    for (row, (_, r)) in rows.into_iter().enumerate() {
+        let err = |column: &str, msg: String| Error::data(path, Some(row), Some(column), msg);
+        if r.prefix.is_empty() {
+            return Err(err("prefix", "empty prefix".into()));
+        }
+        let check = |column: &str, id: i64| -> Result<u32> {
+            if id < 1 || id as usize >= v {
+                return Err(err(
+                    column,
+                    format!("item id {id} is outside 1..{v} (V from the vocabulary or --items)"),
+                ));
+            }
+            Ok(id as u32)
+        };
+        set.labels.push(check("label", r.label)?);
+        set.prefixes.push(
+            r.prefix
+                .iter()
+                .map(|&id| check("prefix", id))
+                .collect::<Result<_>>()?,
+        );
+    }
+    Ok(set)
 }
 
 /// The number of entries of `../vocab/item2id.json` (or `course2id.json`) relative to the
 /// episode file's folder, if there is one.
 fn vocab_size(path: &Path) -> Result<Option<usize>> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    vocab_size_in(&dir.join("..").join("vocab"))
+}
+
+/// The number of entries of `item2id.json` (or `course2id.json`) in `dir`, if there is one.
+fn vocab_size_in(dir: &Path) -> Result<Option<usize>> {
     for name in ["item2id.json", "course2id.json"] {
-        let p = dir.join("..").join("vocab").join(name);
+        let p = dir.join(name);
         if p.is_file() {
             let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
             let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)

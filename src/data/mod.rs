@@ -11,7 +11,7 @@ pub mod synth;
 pub mod time;
 pub mod xuetangx;
 
-pub use episodes::{read_episodes, write_episodes, write_pairs};
+pub use episodes::{read_episodes, read_pair_file, write_episodes, write_pairs, PairSet};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

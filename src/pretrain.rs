@@ -1,0 +1,581 @@
+//! `recmaml pretrain`: the global GRU4Rec model (the seed's "GRU4Rec baseline" and the warm start
+//! of warm-start MAML), trained on every train pair with next-item cross-entropy and Adam, and the
+//! popularity baseline.
+//!
+//! A step takes a batch of pairs (shuffled each epoch with the run's seed), cuts each prefix to
+//! its last `max_prefix_len` items, runs the GRU with the hidden state read at each prefix's own
+//! last item, applies dropout to that final hidden state (training only), and takes the mean CE
+//! over the batch. The batch is cut into a fixed number of chunks that run in parallel and whose
+//! gradients are summed in chunk order, so a run gives the same bytes on any number of threads.
+
+use crate::backend::{AdamState, InnerLoop};
+use crate::checkpoint;
+use crate::config::Config;
+use crate::cpu::forest::SeqForest;
+use crate::cpu::ops::{
+    embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
+    gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
+};
+use crate::cpu::{kernels::transpose, Cpu};
+use crate::data::{self, PairSet};
+use crate::error::{Error, Result};
+use crate::eval::{self, MetricSet};
+use crate::maml::{adam_step, Adam};
+use crate::model::{ModelDims, ParamLayout};
+use crate::rng::Rng;
+use crate::train::{self, WeightedSet};
+use crate::util::Progress;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Chunks per batch (fixed, so that the reduction order does not depend on the thread count).
+const CHUNKS: usize = 8;
+
+/// Buffers of one chunk's forward and backward, reused from batch to batch.
+#[derive(Default)]
+struct ChunkWs {
+    flat: Vec<u32>,
+    offsets: Vec<usize>,
+    forest: SeqForest,
+    x: Vec<f32>,
+    cache: GruCache<f32>,
+    hlast: Vec<f32>,
+    mask: Vec<f32>,
+    hdrop: Vec<f32>,
+    logits: Vec<f32>,
+    lse: Vec<f32>,
+    losses: Vec<f32>,
+    coef: Vec<f32>,
+    weights: Vec<f32>,
+    dlogits: Vec<f32>,
+    dh: Vec<f32>,
+    dx: Vec<f32>,
+    grad: Vec<f32>,
+    loss: f64,
+}
+
+/// The model being trained: θ with `output.weight` transposed once per step.
+struct Global<'a> {
+    layout: &'a ParamLayout,
+    theta: &'a [f32],
+    out_wt: &'a [f32],
+}
+
+/// Writes the last `cap` items of each sequence into `ws.flat`/`ws.offsets` and builds the forest
+/// over global item ids (`forest.uniq` are then rows of the full embedding table).
+fn load_chunk(ws: &mut ChunkWs, prefixes: &[&[u32]], cap: usize) {
+    ws.flat.clear();
+    ws.offsets.clear();
+    ws.offsets.push(0);
+    for p in prefixes {
+        ws.flat.extend_from_slice(&p[p.len().saturating_sub(cap)..]);
+        ws.offsets.push(ws.flat.len());
+    }
+    ws.forest.build(&ws.flat, &ws.offsets, true);
+}
+
+/// Hidden states at each sequence's last item for the loaded chunk, `[B, H]` in `ws.hlast`.
+fn hidden(ws: &mut ChunkWs, g: &Global) {
+    let d = g.layout.dims;
+    let (e, h) = (d.embed_dim, d.hidden_dim);
+    let (u, b) = (ws.forest.uniq.len(), ws.forest.n_seqs());
+    ws.x.resize(u * e, 0.0);
+    embedding_forward(&mut ws.x, &g.theta[g.layout.embedding()], &ws.forest.uniq, e);
+    ws.hlast.resize(b * h, 0.0);
+    let gru = gru_split(&g.theta[g.layout.w_ih().start..g.layout.b_hh().end], e, h);
+    gru_forward(&mut ws.hlast, &mut ws.cache, gru, &ws.x, &ws.forest, e, h);
+}
+
+fn output_weights<'a>(g: &'a Global) -> OutputWeights<'a, f32> {
+    OutputWeights {
+        w: &g.theta[g.layout.out_w()],
+        wt: g.out_wt,
+        b: &g.theta[g.layout.out_b()],
+        d: &[],
+        g: &[],
+    }
+}
+
+/// Loss (`Σ_s scale · CE_s`, with dropout `mask` on the final hidden state) and its gradient,
+/// assigned into `ws.grad [P]`, for one chunk.
+fn chunk_grad(ws: &mut ChunkWs, g: &Global, labels: &[u32], scale: f32, cap: usize, pref: &[&[u32]]) {
+    let d = g.layout.dims;
+    let (v, e, h) = (d.n_items, d.embed_dim, d.hidden_dim);
+    load_chunk(ws, pref, cap);
+    hidden(ws, g);
+    let b = labels.len();
+    ws.hdrop.clear();
+    ws.hdrop
+        .extend(ws.hlast.iter().zip(&ws.mask).map(|(&x, &m)| x * m));
+    ws.weights.clear();
+    ws.weights.resize(b, scale);
+    ws.logits.resize(b * v, 0.0);
+    ws.lse.resize(b, 0.0);
+    ws.losses.resize(b, 0.0);
+    let ow = output_weights(g);
+    ws.loss = output_ce_forward(
+        &mut ws.logits,
+        &mut ws.lse,
+        &mut ws.losses,
+        &mut ws.coef,
+        &ws.hdrop,
+        ow,
+        labels,
+        &ws.weights,
+        v,
+        h,
+    ) as f64;
+    ws.grad.clear();
+    ws.grad.resize(g.layout.len, 0.0);
+    let l = g.layout;
+    let (rest, out_b) = ws.grad.split_at_mut(l.out_b().start);
+    let (rest, out_w) = rest.split_at_mut(l.out_w().start);
+    let (emb, gru) = rest.split_at_mut(l.w_ih().start);
+    debug_assert_eq!(gru.len(), gru_block_len(e, h));
+    ws.dlogits.resize(b * v, 0.0);
+    ws.dh.resize(b * h, 0.0);
+    output_ce_backward(
+        &mut ws.dlogits,
+        &mut ws.dh,
+        out_b,
+        Some(out_w),
+        &mut ws.coef,
+        &ws.logits,
+        &ws.lse,
+        &ws.hdrop,
+        ow,
+        labels,
+        &ws.weights,
+        v,
+        h,
+    );
+    for (dh, &m) in ws.dh.iter_mut().zip(&ws.mask) {
+        *dh *= m;
+    }
+    ws.dx.resize(ws.forest.uniq.len() * e, 0.0);
+    let w = gru_split(&g.theta[l.w_ih().start..l.b_hh().end], e, h);
+    gru_backward(
+        &mut ws.dx,
+        gru_split_mut(gru, e, h),
+        &ws.dh,
+        &mut ws.cache,
+        w,
+        &ws.x,
+        &ws.forest,
+        e,
+        h,
+    );
+    embedding_backward(emb, &ws.dx, &ws.forest.uniq, Some(0), e);
+}
+
+/// The pretraining run's settings, from `[pretrain]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub dropout: f64,
+    pub max_prefix_len: usize,
+    pub seed: u64,
+}
+
+impl PretrainSettings {
+    /// From a configuration (`[pretrain]` and `run.seed`).
+    pub fn from_config(cfg: &Config) -> Self {
+        let p = &cfg.pretrain;
+        PretrainSettings {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            dropout: p.dropout,
+            max_prefix_len: p.max_prefix_len,
+            seed: cfg.run.seed,
+        }
+    }
+}
+
+/// One epoch's mean training loss (with dropout), as reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub seconds: f64,
+}
+
+/// Trains the global model on `pairs` from `theta` (flat layout) in place; returns the per-epoch
+/// mean train loss.
+pub fn fit(
+    layout: &ParamLayout,
+    theta: &mut [f32],
+    pairs: &PairSet,
+    s: &PretrainSettings,
+    quiet: bool,
+) -> Result<Vec<EpochLog>> {
+    if pairs.labels.is_empty() {
+        return Err(Error::data(&pairs.path, None, None, "no pairs to train on"));
+    }
+    if pairs.n_items > layout.dims.n_items {
+        return Err(Error::Shape(format!(
+            "{} uses ids up to {} but the model has {} items",
+            pairs.path.display(),
+            pairs.n_items - 1,
+            layout.dims.n_items
+        )));
+    }
+    let h = layout.dims.hidden_dim;
+    let n = pairs.labels.len();
+    let steps_per_epoch = n.div_ceil(s.batch_size);
+    let mut rng = Rng::new(s.seed ^ 0x5052_4554_5241_494e); // "PRETRAIN"
+    let adam = Adam::<f32> {
+        lr: s.lr as f32,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let mut state = AdamState::zeros(layout.len);
+    let mut grad = vec![0.0f32; layout.len];
+    let mut out_wt = vec![0.0f32; layout.dims.n_items * h];
+    let mut chunks: Vec<ChunkWs> = (0..CHUNKS).map(|_| ChunkWs::default()).collect();
+    let keep = 1.0 - s.dropout;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut logs = Vec::new();
+    let mut progress = Progress::new("pretrain", (s.epochs * steps_per_epoch) as u64, false, quiet);
+    for epoch in 1..=s.epochs {
+        let started = Instant::now();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        for (bi, batch) in order.chunks(s.batch_size).enumerate() {
+            let (v, hd) = (layout.dims.n_items, h);
+            transpose(&mut out_wt, &theta[layout.out_w()], v, hd);
+            let scale = 1.0 / batch.len() as f32;
+            let per = batch.len().div_ceil(CHUNKS);
+            // Dropout masks drawn in batch order, before the parallel part.
+            for (ws, idx) in chunks.iter_mut().zip(batch.chunks(per)) {
+                ws.mask.clear();
+                ws.mask.extend((0..idx.len() * hd).map(|_| {
+                    if s.dropout == 0.0 {
+                        1.0
+                    } else if rng.next_f64() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                }));
+            }
+            let g = Global {
+                layout,
+                theta,
+                out_wt: &out_wt,
+            };
+            let used = batch.chunks(per).count();
+            chunks[..used]
+                .par_iter_mut()
+                .zip(batch.par_chunks(per))
+                .for_each(|(ws, idx)| {
+                    let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
+                    let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
+                    chunk_grad(ws, &g, &labels, scale, s.max_prefix_len, &pref);
+                });
+            grad.copy_from_slice(&chunks[0].grad);
+            for ws in &chunks[1..used] {
+                for (a, &b) in grad.iter_mut().zip(&ws.grad) {
+                    *a += b;
+                }
+            }
+            let loss: f64 = chunks[..used].iter().map(|w| w.loss).sum();
+            if !loss.is_finite() {
+                return Err(Error::Other(format!(
+                    "pretraining diverged: non-finite loss at epoch {epoch}, batch {} (try a smaller pretrain.lr)",
+                    bi + 1
+                )));
+            }
+            loss_sum += loss * batch.len() as f64;
+            state.step += 1;
+            adam_step(theta, &grad, &mut state.m, &mut state.v, state.step, &adam);
+            progress.inc(1);
+        }
+        let log = EpochLog {
+            epoch,
+            train_loss: loss_sum / n as f64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        progress.line(&format!(
+            "epoch {epoch}/{}: train loss {:.4} ({:.1} s)",
+            s.epochs, log.train_loss, log.seconds
+        ));
+        logs.push(log);
+    }
+    progress.finish();
+    Ok(logs)
+}
+
+/// Mean next-item CE of the model (no dropout) on `pairs`.
+pub fn mean_loss(layout: &ParamLayout, theta: &[f32], pairs: &PairSet, cap: usize) -> f64 {
+    let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
+    let mut out_wt = vec![0.0f32; v * h];
+    transpose(&mut out_wt, &theta[layout.out_w()], v, h);
+    let g = Global {
+        layout,
+        theta,
+        out_wt: &out_wt,
+    };
+    let idx: Vec<usize> = (0..pairs.labels.len()).collect();
+    let sums: Vec<f64> = idx
+        .par_chunks(256)
+        .map_init(ChunkWs::default, |ws, idx| {
+            let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
+            let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
+            load_chunk(ws, &pref, cap);
+            hidden(ws, &g);
+            let b = labels.len();
+            ws.weights.clear();
+            ws.weights.resize(b, 1.0);
+            ws.logits.resize(b * v, 0.0);
+            ws.lse.resize(b, 0.0);
+            ws.losses.resize(b, 0.0);
+            output_ce_forward(
+                &mut ws.logits,
+                &mut ws.lse,
+                &mut ws.losses,
+                &mut ws.coef,
+                &ws.hlast,
+                output_weights(&g),
+                &labels,
+                &ws.weights,
+                v,
+                h,
+            ) as f64
+        })
+        .collect();
+    sums.iter().sum::<f64>() / pairs.labels.len().max(1) as f64
+}
+
+/// Item scores of the popularity baseline: each item's count among the train labels (ties
+/// ranked by the lower id, as everywhere).
+pub fn popularity_scores(pairs: &PairSet, n_items: usize) -> Vec<f32> {
+    let mut counts = vec![0.0f32; n_items];
+    for &y in &pairs.labels {
+        counts[y as usize] += 1.0;
+    }
+    counts
+}
+
+/// Per-episode records of a fixed score vector (the same prediction for every query; zero- and
+/// few-shot are the same, since nothing adapts; losses are not defined and left NaN).
+pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<train::EpisodeRecord> {
+    set.set
+        .episodes
+        .iter()
+        .map(|ep| {
+            let ranks: Vec<usize> = ep
+                .query_labels
+                .iter()
+                .map(|&y| eval::rank_of(scores, y))
+                .collect();
+            let top = vec![eval::top1(scores); ranks.len()];
+            train::EpisodeRecord {
+                episode_id: ep.episode_id,
+                user_id: ep.user_id.clone(),
+                zero_shot_loss: f64::NAN,
+                few_shot_loss: f64::NAN,
+                zero_shot_top1: top.clone(),
+                few_shot_top1: top,
+                zero_shot_rank: ranks.clone(),
+                few_shot_rank: ranks,
+            }
+        })
+        .collect()
+}
+
+/// What `recmaml pretrain` writes to `pretrain.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PretrainReport {
+    pub pairs_train: String,
+    pub n_pairs: usize,
+    pub dims: ModelDims,
+    pub settings: PretrainSettings,
+    pub backend: String,
+    pub epochs: Vec<EpochLog>,
+    /// Mean CE without dropout on the train pairs, before and after training.
+    pub train_loss_before: f64,
+    pub train_loss_after: f64,
+    /// Zero-shot metrics on the test episodes' query pairs ("GRU4Rec baseline"); `None` without a
+    /// test file.
+    pub test: Option<MetricSet>,
+    /// The popularity baseline on the same query pairs.
+    pub popularity_test: Option<MetricSet>,
+    pub n_test_episodes: usize,
+    pub checkpoint: PathBuf,
+    pub wall_time_s: f64,
+}
+
+/// File name of the pretrained weights inside the output folder.
+pub const CHECKPOINT_NAME: &str = "gru4rec.safetensors";
+
+/// A pretraining run's results: the report and, on the test episodes, the per-episode records of
+/// the pretrained model (zero-shot) and of the popularity baseline.
+pub struct Pretrained {
+    pub report: PretrainReport,
+    pub gru4rec_records: Vec<train::EpisodeRecord>,
+    pub popularity_records: Vec<train::EpisodeRecord>,
+}
+
+/// A finished pretraining run in `out` (its report and weights), with the test records
+/// recomputed; `None` when `out` holds no finished run.
+pub fn load_finished(cfg: &Config, out: &Path) -> Result<Option<Pretrained>> {
+    let (json, ck) = (out.join("pretrain.json"), out.join(CHECKPOINT_NAME));
+    let Some(report) = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str::<PretrainReport>(&t).ok())
+    else {
+        return Ok(None);
+    };
+    if !ck.is_file() {
+        return Ok(None);
+    }
+    let layout = ParamLayout::new(report.dims);
+    let sd = checkpoint::load_state_dict(&ck)?;
+    let theta = checkpoint::params_from_state_dict(&sd, &layout, &ck)?;
+    let pairs = data::read_pair_file(Path::new(&cfg.data.pairs_train), None)?;
+    let (gru4rec_records, popularity_records) = test_records(cfg, &layout, &theta, &pairs)?;
+    Ok(Some(Pretrained {
+        report,
+        gru4rec_records,
+        popularity_records,
+    }))
+}
+
+/// Per-episode test records of the model at `theta` (zero-shot) and of the popularity baseline;
+/// empty without a test file.
+fn test_records(
+    cfg: &Config,
+    layout: &ParamLayout,
+    theta: &[f32],
+    pairs: &PairSet,
+) -> Result<(Vec<train::EpisodeRecord>, Vec<train::EpisodeRecord>)> {
+    let Some(path) = Config::optional_path(&cfg.data.test) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let test = WeightedSet::load(&path, Some(layout.dims.n_items), cfg)?;
+    let mut cpu = Cpu::new(layout.clone(), theta.to_vec())?;
+    // Zero-shot only; the few-shot half of these records is not used (lr 0, one step).
+    let inner = InnerLoop { lr: 0.0, steps: 1 };
+    let (_, mut gru) = train::evaluate_set(&mut cpu, &test, &inner, None)?;
+    for r in &mut gru {
+        r.few_shot_rank = r.zero_shot_rank.clone();
+        r.few_shot_top1 = r.zero_shot_top1.clone();
+        r.few_shot_loss = r.zero_shot_loss;
+    }
+    let pop = fixed_records(&popularity_scores(pairs, layout.dims.n_items), &test);
+    Ok((gru, pop))
+}
+
+/// Pretrains as configured and writes `out/gru4rec.safetensors` and `out/pretrain.json`.
+pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
+    let started = Instant::now();
+    if cfg.data.pairs_train.is_empty() {
+        return Err(Error::config(
+            "data.pairs_train",
+            "no train pairs file given (pairs_train.parquet from `recmaml prepare`)",
+        ));
+    }
+    if cfg.run.backend == "cuda" {
+        return Err(Error::config(
+            "run.backend",
+            "pretraining runs on the CPU backend only so far (see the README's GPU status)",
+        ));
+    }
+    let pairs = data::read_pair_file(Path::new(&cfg.data.pairs_train), None)?;
+    let v = pairs.n_items;
+    let dims = ModelDims {
+        n_items: v,
+        embed_dim: cfg.model.embed_dim,
+        hidden_dim: cfg.model.hidden_dim,
+    };
+    let layout = ParamLayout::new(dims);
+    let mut theta = crate::model::init::init_params(&layout, cfg.run.seed);
+    let settings = PretrainSettings::from_config(cfg);
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let before = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
+    let epochs = fit(&layout, &mut theta, &pairs, &settings, quiet)?;
+    let after = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
+    let ck = out.join(CHECKPOINT_NAME);
+    let mut meta = BTreeMap::new();
+    meta.insert(
+        "recmaml_pretrain".to_string(),
+        serde_json::to_string(&settings).unwrap_or_default(),
+    );
+    checkpoint::save_params(&ck, &layout, &theta, &meta)?;
+    let (gru_records, pop_records) = test_records(cfg, &layout, &theta, &pairs)?;
+    let (test_metrics, pop_metrics) = if gru_records.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(train::summarize(&gru_records).zero_shot),
+            Some(train::summarize(&pop_records).zero_shot),
+        )
+    };
+    let n_test = gru_records.len();
+    let report = PretrainReport {
+        pairs_train: cfg.data.pairs_train.clone(),
+        n_pairs: pairs.labels.len(),
+        dims,
+        settings,
+        backend: "cpu".into(),
+        epochs,
+        train_loss_before: before,
+        train_loss_after: after,
+        test: test_metrics,
+        popularity_test: pop_metrics,
+        n_test_episodes: n_test,
+        checkpoint: ck,
+        wall_time_s: started.elapsed().as_secs_f64(),
+    };
+    train::write_json(&out.join("pretrain.json"), &report)?;
+    Ok(Pretrained {
+        report,
+        gru4rec_records: gru_records,
+        popularity_records: pop_records,
+    })
+}
+
+
+/// `recmaml pretrain`: train the global GRU4Rec model on the train pairs.
+#[derive(clap::Args, Debug)]
+pub struct PretrainArgs {
+    /// TOML configuration: `[data] pairs_train` and `test`, `[model]`, `[pretrain]`, `run.seed`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a configuration key, e.g. `--set pretrain.epochs=3` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Output folder: `gru4rec.safetensors` (for `warmstart.pretrained_path`) and `pretrain.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `recmaml pretrain` and prints its summary.
+pub fn run_cli(args: &PretrainArgs) -> Result<()> {
+    let cfg = Config::load(Some(&args.config), &args.sets)?;
+    let p = pretrain(&cfg, &args.out, false)?;
+    let r = &p.report;
+    println!(
+        "pretrained GRU4Rec on {} pairs for {} epochs in {:.1}s: train CE {:.4} -> {:.4}",
+        r.n_pairs, r.settings.epochs, r.wall_time_s, r.train_loss_before, r.train_loss_after
+    );
+    println!("weights: {}", r.checkpoint.display());
+    if let (Some(g), Some(pop)) = (&r.test, &r.popularity_test) {
+        println!("test query pairs of {} episodes:", r.n_test_episodes);
+        println!("  {:<10} {:>18} {:>18}", "metric", "GRU4Rec", "popularity");
+        for ((name, a), (_, b)) in g.entries().iter().zip(pop.entries()) {
+            println!(
+                "  {name:<10} {:>7.4} [{:.3},{:.3}] {:>7.4} [{:.3},{:.3}]",
+                a.mean, a.ci_low, a.ci_high, b.mean, b.ci_low, b.ci_high
+            );
+        }
+    }
+    Ok(())
+}
