@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod maml;
 pub mod model;
+pub mod plot;
 pub mod rng;
 pub mod train;
 pub mod util;
