@@ -145,6 +145,9 @@ pub fn val_curves(base: &Path, title: &str, series: &[Series]) -> Result<()> {
             )));
         }
     }
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    check_span("x", min_max(points().map(|p| p.0))).map_err(what)?;
+    check_span("y", min_max(points().map(|p| p.1))).map_err(what)?;
     write_figure(base, &ValCurves { title, series })
 }
 
@@ -169,6 +172,8 @@ pub fn row_intervals(base: &Path, title: &str, x_label: &str, rows: &[RowInterva
             )));
         }
     }
+    let values = rows.iter().flat_map(|r| [r.lo, r.mean, r.hi]);
+    check_span("x", min_max(values)).map_err(what)?;
     write_figure(
         base,
         &RowIntervals {
@@ -285,6 +290,18 @@ fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
     values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     })
+}
+
+/// Values so far apart that the padded axis range would overflow cannot be drawn.
+fn check_span(axis: &str, (lo, hi): (f64, f64)) -> std::result::Result<(), String> {
+    let range = padded(lo, hi, 1.0);
+    if (range.end - range.start).is_finite() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{axis} values from {lo} to {hi} span too far to plot"
+        ))
+    }
 }
 
 fn font(px: u32) -> TextStyle<'static> {

@@ -400,6 +400,10 @@ fn val_curves_rejects_bad_input_and_writes_nothing() {
         s[0].points[0].0 = v;
         bad(s, "point 0: non-finite");
     }
+    let mut s = demo_series();
+    s[0].points[0].1 = -f64::MAX;
+    s[0].points[1].1 = f64::MAX;
+    bad(s, "span too far to plot");
     assert!(dir_is_empty(dir.path()));
 }
 
@@ -500,5 +504,9 @@ fn row_intervals_rejects_bad_input_and_writes_nothing() {
         r[2].hi = v;
         bad(r, "\"Recency MAML (exp λ=0.5)\": non-finite");
     }
+    let mut r = demo_rows();
+    r[0].lo = -f64::MAX;
+    r[3].hi = f64::MAX;
+    bad(r, "span too far to plot");
     assert!(dir_is_empty(dir.path()));
 }
