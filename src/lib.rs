@@ -14,6 +14,7 @@ pub mod eval;
 pub mod maml;
 pub mod matrix;
 pub mod model;
+pub mod plot;
 pub mod pretrain;
 pub mod rng;
 pub mod train;
