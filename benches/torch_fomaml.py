@@ -217,7 +217,7 @@ class LoopForm:
             meta_loss = meta_loss + self.query_loss(params, ep)[0]
         meta_loss = meta_loss / len(batch)
         meta_loss.backward()
-        return float(meta_loss)
+        return float(meta_loss.detach())
 
     def meta_step(self, batch: Batch) -> tuple[float, float]:
         loss = self.meta_gradient(batch)
@@ -300,6 +300,9 @@ class BatchedForm:
         self.v, self.e, self.h = dims
         self.inner_lr, self.inner_steps = inner_lr, inner_steps
         self.outer = Outer(theta, outer_lr, clip, device)
+        if compile_:
+            # Variants: the first step's h needs no gradient, a block of 1 row is specialised.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.cell = (
             torch.compile(masked_gru_cell, dynamic=True) if compile_ else masked_gru_cell
         )
@@ -336,6 +339,9 @@ class BatchedForm:
             emb.reshape(n, b * lmax, self.e),
             p["gru.weight_ih_l0"].transpose(1, 2),
         ).reshape(n, b, lmax, 3 * self.h)
+        # One view per time step: their backward is a single stack, where slicing `xi[:, :a, t]`
+        # would zero-fill and accumulate a gradient of xi's full size at every step.
+        xs = xi.unbind(2)
         w_hh = p["gru.weight_hh_l0"].transpose(1, 2)
         b_hh = p["gru.bias_hh_l0"].unsqueeze(1)
         h = torch.zeros(n, side.active[0], self.h, dtype=xi.dtype, device=xi.device)
@@ -346,7 +352,7 @@ class BatchedForm:
                 done.append(h[:, a:])
                 h = h[:, :a]
             gh = torch.baddbmm(b_hh, h, w_hh)
-            h = self.cell(xi[:, :a, t], gh, h, side.mask[:, :a, t])
+            h = self.cell(xs[t][:, :a], gh, h, side.mask[:, :a, t])
         hl = torch.cat([h] + done[::-1], dim=1) if done else h
         return torch.baddbmm(
             p["output.bias"].unsqueeze(1), hl, p["output.weight"].transpose(1, 2)
@@ -367,7 +373,7 @@ class BatchedForm:
             if record is not None and step == 0:
                 record["support_loss"] = float((s.weights * ce).detach().reshape(n, -1).sum(1)[0])
                 record["support_grad"] = {k: g[0] for k, g in zip(phi, grads)}
-            phi = {k: t - self.inner_lr * g for (k, t), g in zip(phi.items(), grads)}
+            phi = {k: torch.add(t, g, alpha=-self.inner_lr) for (k, t), g in zip(phi.items(), grads)}
         return phi
 
     def meta_gradient(self, batch: Batch) -> float:
@@ -378,7 +384,7 @@ class BatchedForm:
         ce, _ = self.losses(phi, q)
         meta_loss = ce.mean()  # = mean over tasks of each task's mean query CE
         meta_loss.backward()
-        return float(meta_loss)
+        return float(meta_loss.detach())
 
     def meta_step(self, batch: Batch) -> tuple[float, float]:
         loss = self.meta_gradient(batch)
@@ -553,41 +559,50 @@ def bench_workload(wl: dict, args, device, episodes_cache: dict) -> list[dict]:
     batches = [Batch([rows[i] for i in b], wl["support_weights"]) for b in wl["batches"]]
     dims = (wl["v"], wl["e"], wl["h"])
     out = []
-    for name in args.forms:
-        for compile_ in ([False, True] if (name == "batched" and args.compile) else [False]):
-            theta = new_theta(*dims, torch.float32, device, wl["seed"])
-            form = FORMS[name](
-                theta, dims, wl["inner_lr"], wl["inner_steps"], wl["outer_lr"], wl["clip"], device, compile_
+    variants = [
+        (name, compile_, threads)
+        for name in args.forms
+        for compile_ in ([False, True] if (name == "batched" and args.compile) else [False])
+        for threads in args.threads
+    ]
+    for name, compile_, threads in variants:
+        if threads:
+            torch.set_num_threads(threads)
+        theta = new_theta(*dims, torch.float32, device, wl["seed"])
+        form = FORMS[name](
+            theta, dims, wl["inner_lr"], wl["inner_steps"], wl["outer_lr"], wl["clip"], device, compile_
+        )
+        warmup = args.warmup if args.warmup is not None else wl["warmup"]
+        iters = args.iters if args.iters is not None else wl["iters"]
+        repeats = args.repeats if args.repeats is not None else wl["repeats"]
+        # The schedule's first batches: fewer iterations per repeat when it is shorter.
+        iters = min(iters, (len(batches) - max(warmup, 1)) // repeats)
+        if iters < 1:
+            raise SystemExit(
+                f"error: {wl['label']}: {len(batches)} meta-batches recorded, too few for "
+                f"{max(warmup, 1)} warm-up and {repeats} repeats"
             )
-            warmup = args.warmup if args.warmup is not None else wl["warmup"]
-            iters = args.iters if args.iters is not None else wl["iters"]
-            repeats = args.repeats if args.repeats is not None else wl["repeats"]
-            need = max(warmup, 1) + iters * repeats
-            if need > len(batches):
-                raise SystemExit(
-                    f"error: {wl['label']}: {need} meta-batches needed, the workload has {len(batches)}"
-                )
-            ms, used_iters, runs = time_form(form, batches, warmup, iters, repeats, args.budget_s, device)
-            r = {
-                "label": wl["label"],
-                "form": form.name,
-                "device": str(device),
-                "threads": torch.get_num_threads(),
-                "n": wl["n"], "k": wl["k"], "q": wl["q"], "v": wl["v"], "e": wl["e"], "h": wl["h"],
-                "inner_steps": wl["inner_steps"],
-                "warmup": max(warmup, 1), "iters": used_iters, "repeats": repeats,
-                "ms_per_iter_median": ms,
-                "ms_per_iter_runs": runs,
-                "iters_per_sec": 1e3 / ms,
-                "gflop_per_iter": wl.get("gflop_per_iter"),
-                "gflops_achieved": (wl["gflop_per_iter"] / (ms / 1e3)) if wl.get("gflop_per_iter") else None,
-            }
-            print(
-                f"{r['label']:<10} {r['form']:<16} N {r['n']:>4} K {r['k']:>3} V {r['v']:>6} H {r['h']:>4}"
-                f"  {r['iters_per_sec']:>9.3f} it/s  {ms:>10.2f} ms/it  ({repeats} x {used_iters})",
-                flush=True,
-            )
-            out.append(r)
+        ms, used_iters, runs = time_form(form, batches, warmup, iters, repeats, args.budget_s, device)
+        r = {
+            "label": wl["label"],
+            "form": form.name,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "n": wl["n"], "k": wl["k"], "q": wl["q"], "v": wl["v"], "e": wl["e"], "h": wl["h"],
+            "inner_steps": wl["inner_steps"],
+            "warmup": max(warmup, 1), "iters": used_iters, "repeats": repeats,
+            "ms_per_iter_median": ms,
+            "ms_per_iter_runs": runs,
+            "iters_per_sec": 1e3 / ms,
+            "gflop_per_iter": wl.get("gflop_per_iter"),
+            "gflops_achieved": (wl["gflop_per_iter"] / (ms / 1e3)) if wl.get("gflop_per_iter") else None,
+        }
+        print(
+            f"{r['label']:<10} {r['form']:<16} N {r['n']:>4} K {r['k']:>3} V {r['v']:>6} H {r['h']:>4}"
+            f" {r['threads']:>2} thr {r['iters_per_sec']:>9.3f} it/s  {ms:>10.2f} ms/it  ({repeats} x {used_iters})",
+            flush=True,
+        )
+        out.append(r)
     return out
 
 
@@ -639,7 +654,11 @@ def main(argv=None) -> int:
     ap.add_argument("--forms", default="loop,batched", help="comma-separated: loop,batched")
     ap.add_argument("--compile", action="store_true", help="also time batched with torch.compile on the GRU cell")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all cores)")
+    ap.add_argument(
+        "--threads",
+        default="0",
+        help="torch.set_num_threads; a comma-separated list times each (0: PyTorch's default)",
+    )
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
@@ -656,8 +675,12 @@ def main(argv=None) -> int:
     unknown = [f for f in args.forms if f not in FORMS]
     if unknown:
         ap.error(f"--forms: unknown {unknown} (known: {list(FORMS)})")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    try:
+        args.threads = [int(t) for t in str(args.threads).split(",")]
+    except ValueError:
+        ap.error(f"--threads: expected integers, got {args.threads!r}")
+    if args.threads[0]:
+        torch.set_num_threads(args.threads[0])
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: torch.cuda.is_available() is False")

@@ -72,6 +72,9 @@ pub struct BenchArgs {
     /// H in {64,128}, prefix cap in {10,50}. Prints a table; --json writes an array.
     #[arg(long)]
     pub sweep: bool,
+    /// With --sweep: which factors to vary, comma-separated from N,K,V,H,cap.
+    #[arg(long, value_delimiter = ',', default_value = "N,K,V,H,cap")]
+    pub sweep_factors: Vec<String>,
     /// Write the tasks (episodes.parquet) and the exact meta-batches (workload.json) here, for
     /// benches/torch_fomaml.py; with --sweep, one subfolder per configuration.
     #[arg(long)]
@@ -249,12 +252,38 @@ impl BenchConfig {
     }
 }
 
-/// The sweep around `base`: `base` itself, then one factor at a time (N, then K, V, H and the
-/// prefix cap) over the values in [`SWEEP_N`], [`SWEEP_K`], [`SWEEP_V`], [`SWEEP_H`] and
-/// [`SWEEP_CAP`], every other size as in `base`. Not the cartesian product.
-pub fn sweep_configs(base: &BenchConfig) -> Vec<BenchConfig> {
+/// The factors a sweep can vary, by the name `--sweep-factors` uses.
+pub const SWEEP_FACTORS: [&str; 5] = ["N", "K", "V", "H", "cap"];
+
+/// The sweep around `base`: `base` itself, then one factor at a time, in the order of
+/// [`SWEEP_FACTORS`], over the values in [`SWEEP_N`], [`SWEEP_K`], [`SWEEP_V`], [`SWEEP_H`] and
+/// [`SWEEP_CAP`], every other size as in `base` (not the cartesian product). `factors` names the
+/// factors to vary; an unknown name is an error naming `--sweep-factors`.
+pub fn sweep_configs(base: &BenchConfig, factors: &[String]) -> Result<Vec<BenchConfig>> {
+    if let Some(bad) = factors
+        .iter()
+        .find(|f| !SWEEP_FACTORS.contains(&f.as_str()))
+    {
+        return Err(Error::config(
+            "--sweep-factors",
+            format!(
+                "unknown factor {bad:?} (known: {})",
+                SWEEP_FACTORS.join(",")
+            ),
+        ));
+    }
     let mut out = vec![base.clone()];
-    let mut vary = |name: &str, values: &[usize], set: fn(&mut BenchConfig, usize)| {
+    let sets: [(&[usize], fn(&mut BenchConfig, usize)); 5] = [
+        (&SWEEP_N, |c, x| c.n = x),
+        (&SWEEP_K, |c, x| c.k = x),
+        (&SWEEP_V, |c, x| c.v = x),
+        (&SWEEP_H, |c, x| c.h = x),
+        (&SWEEP_CAP, |c, x| c.prefix_cap = x),
+    ];
+    for (name, (values, set)) in SWEEP_FACTORS.iter().zip(sets) {
+        if !factors.iter().any(|f| f == name) {
+            continue;
+        }
         for &x in values {
             let mut c = base.clone();
             set(&mut c, x);
@@ -263,13 +292,8 @@ pub fn sweep_configs(base: &BenchConfig) -> Vec<BenchConfig> {
                 out.push(c);
             }
         }
-    };
-    vary("N", &SWEEP_N, |c, x| c.n = x);
-    vary("K", &SWEEP_K, |c, x| c.k = x);
-    vary("V", &SWEEP_V, |c, x| c.v = x);
-    vary("H", &SWEEP_H, |c, x| c.h = x);
-    vary("cap", &SWEEP_CAP, |c, x| c.prefix_cap = x);
-    out
+    }
+    Ok(out)
 }
 
 /// What `--write-workload` records for `benches/torch_fomaml.py`: the episode file, the sizes and
@@ -509,9 +533,10 @@ pub fn run_sweep(args: &BenchArgs) -> Result<Vec<BenchResult>> {
             "generates its tasks; it cannot be combined with --episodes",
         ));
     }
+    let configs = sweep_configs(&BenchConfig::from_args(args), &args.sweep_factors)?;
     let mut out = Vec::new();
     print_table_header();
-    for cfg in sweep_configs(&BenchConfig::from_args(args)) {
+    for cfg in configs {
         let dir = args.write_workload.as_ref().map(|d| d.join(&cfg.label));
         let r = run_config(args, &cfg, dir.as_deref())?;
         print_table_row(&r);
@@ -601,6 +626,127 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(extra.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn sweep_varies_one_factor_at_a_time() {
+        let a = args(&[]);
+        let base = BenchConfig::from_args(&a);
+        let all = sweep_configs(&base, &a.sweep_factors).unwrap();
+        let labels: Vec<&str> = all.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "reference",
+                "N1",
+                "N8",
+                "N128",
+                "N512",
+                "K10",
+                "K20",
+                "V10000",
+                "V50000",
+                "H128",
+                "cap10"
+            ]
+        );
+        for c in &all[1..] {
+            let differing = [
+                c.n != base.n,
+                c.k != base.k,
+                c.v != base.v,
+                c.h != base.h,
+                c.prefix_cap != base.prefix_cap,
+            ];
+            assert_eq!(differing.iter().filter(|&&d| d).count(), 1, "{c:?}");
+            assert_eq!(
+                (c.q, c.e, c.inner_steps),
+                (base.q, base.e, base.inner_steps)
+            );
+        }
+        let only_n = sweep_configs(&base, &["N".to_string()]).unwrap();
+        assert_eq!(only_n.len(), 5);
+        let err = sweep_configs(&base, &["L".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("--sweep-factors"), "{err}");
+    }
+
+    #[test]
+    fn workload_records_the_tasks_and_batches_that_were_timed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = args(&[
+            "--n",
+            "3",
+            "--items",
+            "30",
+            "--embed-dim",
+            "4",
+            "--hidden-dim",
+            "4",
+            "--iters",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+        ]);
+        let cfg = BenchConfig::from_args(&a);
+        let r = run_config(&a, &cfg, Some(dir.path())).unwrap();
+        assert_eq!((r.n, r.v, r.iters, r.repeats), (3, 30, 2, 2));
+        let w: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("workload.json")).unwrap(),
+        )
+        .unwrap();
+        let set = data::read_episodes(
+            std::path::Path::new(w["episodes"].as_str().unwrap()),
+            Some(30),
+        )
+        .unwrap();
+        let generated = generate_episodes(64, 5, 10, 30, 50, 1);
+        assert_eq!(set.episodes.len(), generated.len());
+        for (a, b) in set.episodes.iter().zip(&generated) {
+            assert_eq!(a.support_prefixes, b.support_prefixes);
+            assert_eq!(a.query_labels, b.query_labels);
+        }
+        let batches = w["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 1 + 2 * 2);
+        let mut rng = Rng::new(1);
+        for b in batches {
+            let want = rng.sample_without_replacement(64, 3);
+            let got: Vec<usize> = b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(got, want);
+        }
+        let weights = w["support_weights"].as_array().unwrap();
+        assert_eq!(weights.len(), 5);
+        assert!(w["gflop_per_iter"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors_naming_the_flag() {
+        for (flag, extra) in [("--items", ["--items", "1"]), ("--k", ["--k", "0"])] {
+            let a = args(&extra);
+            let err = run(&a).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+        let a = args(&["--sweep", "--episodes", "x.parquet"]);
+        assert!(run_sweep(&a).unwrap_err().to_string().contains("--sweep"));
+    }
 
     #[test]
     fn generated_prefix_lengths_look_like_xuetangx() {
