@@ -252,6 +252,9 @@ impl BenchConfig {
     }
 }
 
+/// Sets one factor of a configuration.
+type SetFactor = fn(&mut BenchConfig, usize);
+
 /// The factors a sweep can vary, by the name `--sweep-factors` uses.
 pub const SWEEP_FACTORS: [&str; 5] = ["N", "K", "V", "H", "cap"];
 
@@ -273,7 +276,7 @@ pub fn sweep_configs(base: &BenchConfig, factors: &[String]) -> Result<Vec<Bench
         ));
     }
     let mut out = vec![base.clone()];
-    let sets: [(&[usize], fn(&mut BenchConfig, usize)); 5] = [
+    let sets: [(&[usize], SetFactor); 5] = [
         (&SWEEP_N, |c, x| c.n = x),
         (&SWEEP_K, |c, x| c.k = x),
         (&SWEEP_V, |c, x| c.v = x),
