@@ -1,6 +1,8 @@
 //! `recmaml bench`: meta-iterations per second of a backend on the reference configuration
 //! (V 1519, E 64, H 64, N 32, K 5, Q 10, 5 inner steps, XuetangX-like prefix lengths: median 3,
-//! p90 19, capped at 50), with the FLOP count of an iteration and the achieved rate.
+//! p90 19, capped at 50), with the FLOP count of an iteration and the achieved rate; `--sweep`
+//! varies one factor at a time around it. `--write-workload` records the tasks and meta-batches so
+//! that `benches/torch_fomaml.py` times exactly the same iterations in PyTorch.
 
 use crate::backend::{Backend, InnerLoop, OuterConfig, Task};
 use crate::config::Config;
@@ -11,7 +13,7 @@ use crate::rng::Rng;
 use crate::train;
 use clap::Args;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `recmaml bench`.
@@ -65,11 +67,25 @@ pub struct BenchArgs {
     /// Seed for the generated tasks and the initial weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also time the sweep, one factor at a time around the configuration above (not the
+    /// cartesian product): N in {1,8,32,128,512}, K in {5,10,20}, V in {1519,10000,50000},
+    /// H in {64,128}, prefix cap in {10,50}. Prints a table; --json writes an array.
+    #[arg(long)]
+    pub sweep: bool,
+    /// With --sweep: which factors to vary, comma-separated from N,K,V,H,cap.
+    #[arg(long, value_delimiter = ',', default_value = "N,K,V,H,cap")]
+    pub sweep_factors: Vec<String>,
+    /// Write the tasks (episodes.parquet) and the exact meta-batches (workload.json) here, for
+    /// benches/torch_fomaml.py; with --sweep, one subfolder per configuration.
+    #[arg(long)]
+    pub write_workload: Option<PathBuf>,
 }
 
 /// One benchmark result.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchResult {
+    /// The configuration's label (`reference`, or the sweep factor that differs).
+    pub label: String,
     pub backend: String,
     pub prefix_sharing: bool,
     pub source: String,
@@ -80,10 +96,14 @@ pub struct BenchResult {
     pub e: usize,
     pub h: usize,
     pub inner_steps: usize,
+    pub prefix_cap: usize,
     pub prefix_len_median: usize,
     pub prefix_len_p90: usize,
     pub prefix_len_mean: f64,
     pub threads: usize,
+    pub warmup: usize,
+    pub iters: usize,
+    pub repeats: usize,
     pub ms_per_iter_median: f64,
     pub iters_per_sec: f64,
     pub gflop_per_iter: f64,
@@ -166,46 +186,171 @@ fn percentile(sorted: &[usize], q: f64) -> usize {
     sorted[((q * (sorted.len() - 1) as f64).round()) as usize]
 }
 
-/// Runs the benchmark.
-pub fn run(args: &BenchArgs) -> Result<BenchResult> {
-    let (episodes, source, v) = match &args.episodes {
+/// The sizes of one benchmark configuration (tasks are generated with them unless `--episodes`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchConfig {
+    /// Short name: `reference`, or the factor that differs from it (`N128`, `V50000`, ...).
+    pub label: String,
+    pub n: usize,
+    pub k: usize,
+    pub q: usize,
+    pub v: usize,
+    pub e: usize,
+    pub h: usize,
+    pub inner_steps: usize,
+    pub prefix_cap: usize,
+}
+
+/// Tasks per meta-batch in the sweep.
+pub const SWEEP_N: [usize; 5] = [1, 8, 32, 128, 512];
+/// Support pairs per task in the sweep.
+pub const SWEEP_K: [usize; 3] = [5, 10, 20];
+/// Items in the sweep.
+pub const SWEEP_V: [usize; 3] = [1519, 10_000, 50_000];
+/// GRU hidden sizes in the sweep.
+pub const SWEEP_H: [usize; 2] = [64, 128];
+/// Prefix caps in the sweep.
+pub const SWEEP_CAP: [usize; 2] = [10, 50];
+
+impl BenchConfig {
+    /// The configuration the command-line flags describe, labelled `reference`.
+    pub fn from_args(args: &BenchArgs) -> Self {
+        BenchConfig {
+            label: "reference".into(),
+            n: args.n,
+            k: args.k,
+            q: args.q,
+            v: args.items,
+            e: args.embed_dim,
+            h: args.hidden_dim,
+            inner_steps: args.inner_steps,
+            prefix_cap: args.prefix_cap,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--n", self.n),
+            ("--k", self.k),
+            ("--q", self.q),
+            ("--embed-dim", self.e),
+            ("--hidden-dim", self.h),
+            ("--prefix-cap", self.prefix_cap),
+        ];
+        for (flag, x) in positive {
+            if x == 0 {
+                return Err(Error::config(flag, "must be at least 1"));
+            }
+        }
+        if self.v < 2 {
+            return Err(Error::config(
+                "--items",
+                "must be at least 2 (id 0 is padding)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sets one factor of a configuration.
+type SetFactor = fn(&mut BenchConfig, usize);
+
+/// The factors a sweep can vary, by the name `--sweep-factors` uses.
+pub const SWEEP_FACTORS: [&str; 5] = ["N", "K", "V", "H", "cap"];
+
+/// The sweep around `base`: `base` itself, then one factor at a time, in the order of
+/// [`SWEEP_FACTORS`], over the values in [`SWEEP_N`], [`SWEEP_K`], [`SWEEP_V`], [`SWEEP_H`] and
+/// [`SWEEP_CAP`], every other size as in `base` (not the cartesian product). `factors` names the
+/// factors to vary; an unknown name is an error naming `--sweep-factors`.
+pub fn sweep_configs(base: &BenchConfig, factors: &[String]) -> Result<Vec<BenchConfig>> {
+    if let Some(bad) = factors
+        .iter()
+        .find(|f| !SWEEP_FACTORS.contains(&f.as_str()))
+    {
+        return Err(Error::config(
+            "--sweep-factors",
+            format!(
+                "unknown factor {bad:?} (known: {})",
+                SWEEP_FACTORS.join(",")
+            ),
+        ));
+    }
+    let mut out = vec![base.clone()];
+    let sets: [(&[usize], SetFactor); 5] = [
+        (&SWEEP_N, |c, x| c.n = x),
+        (&SWEEP_K, |c, x| c.k = x),
+        (&SWEEP_V, |c, x| c.v = x),
+        (&SWEEP_H, |c, x| c.h = x),
+        (&SWEEP_CAP, |c, x| c.prefix_cap = x),
+    ];
+    for (name, (values, set)) in SWEEP_FACTORS.iter().zip(sets) {
+        if !factors.iter().any(|f| f == name) {
+            continue;
+        }
+        for &x in values {
+            let mut c = base.clone();
+            set(&mut c, x);
+            if c != *base {
+                c.label = format!("{name}{x}");
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `--write-workload` records for `benches/torch_fomaml.py`: the episode file, the sizes and
+/// hyper-parameters, and the exact meta-batches (row indices into the episode file) in the order
+/// they were run: the first `warmup` untimed, then `repeats` runs of `iters`.
+#[derive(Debug, Serialize)]
+pub struct Workload<'a> {
+    pub label: &'a str,
+    pub episodes: PathBuf,
+    pub v: usize,
+    pub e: usize,
+    pub h: usize,
+    pub n: usize,
+    pub k: usize,
+    pub q: usize,
+    pub inner_steps: usize,
+    pub inner_lr: f32,
+    pub outer_lr: f32,
+    pub clip: f32,
+    pub support_weights: &'a [f32],
+    pub warmup: usize,
+    pub iters: usize,
+    pub repeats: usize,
+    pub seed: u64,
+    pub gflop_per_iter: f64,
+    pub batches: &'a [Vec<usize>],
+}
+
+/// Episodes for a configuration: read from `--episodes` (V from the file), or generated.
+fn load_episodes(args: &BenchArgs, cfg: &BenchConfig) -> Result<(Vec<Episode>, String, usize)> {
+    Ok(match &args.episodes {
         Some(path) => {
             let set = data::read_episodes(path, None)?;
             (set.episodes, path.display().to_string(), set.n_items)
         }
         None => (
             generate_episodes(
-                (args.n * 8).max(64),
-                args.k,
-                args.q,
-                args.items,
-                args.prefix_cap,
+                (cfg.n * 8).max(64),
+                cfg.k,
+                cfg.q,
+                cfg.v,
+                cfg.prefix_cap,
                 args.seed,
             ),
             "generated (independent random prefixes)".to_string(),
-            args.items,
+            cfg.v,
         ),
-    };
-    if episodes.len() < args.n {
-        return Err(Error::config(
-            "--n",
-            format!(
-                "{} tasks requested but only {} episodes",
-                args.n,
-                episodes.len()
-            ),
-        ));
-    }
-    let dims = ModelDims {
-        n_items: v,
-        embed_dim: args.embed_dim,
-        hidden_dim: args.hidden_dim,
-    };
-    let layout = ParamLayout::new(dims);
-    let mut cfg = Config::default();
-    cfg.run.backend = args.backend.clone();
+    })
+}
+
+/// A backend with freshly initialised weights for the benchmark.
+fn bench_backend(args: &BenchArgs, layout: ParamLayout) -> Result<Box<dyn Backend>> {
     let theta = crate::model::init::init_params(&layout, args.seed);
-    let mut backend: Box<dyn Backend> = if args.no_prefix_sharing {
+    if args.no_prefix_sharing {
         if args.backend != "cpu" {
             return Err(Error::config(
                 "--no-prefix-sharing",
@@ -214,26 +359,15 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
         }
         let mut cpu = crate::cpu::Cpu::new(layout, theta)?;
         cpu.set_share_prefixes(false);
-        Box::new(cpu)
-    } else {
-        train::make_backend(&cfg, layout, theta)?
-    };
-    let k = episodes[0].support_labels.len();
-    let weights = train::episode_weights(&cfg.recency, k, None)?;
-    let inner = InnerLoop {
-        lr: 0.01,
-        steps: args.inner_steps,
-    };
-    let outer = OuterConfig::adam(1e-3, 10.0);
-    let mut rng = Rng::new(args.seed);
-    let batches: Vec<Vec<usize>> = (0..args.warmup + args.iters * args.repeats)
-        .map(|_| rng.sample_without_replacement(episodes.len(), args.n))
-        .collect();
-    let tasks_of = |idx: &[usize]| -> Vec<Task> {
-        idx.iter()
-            .map(|&i| train::task_of(&episodes[i], &weights))
-            .collect()
-    };
+        return Ok(Box::new(cpu));
+    }
+    let mut cfg = Config::default();
+    cfg.run.backend = args.backend.clone();
+    train::make_backend(&cfg, layout, theta)
+}
+
+/// Sorted lengths of every support and query prefix.
+fn prefix_lengths(episodes: &[Episode]) -> Vec<usize> {
     let mut lens: Vec<usize> = episodes
         .iter()
         .flat_map(|e| {
@@ -244,12 +378,105 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
         })
         .collect();
     lens.sort_unstable();
+    lens
+}
+
+/// Writes `dir/episodes.parquet` (generated tasks only) and `dir/workload.json`.
+fn write_workload(args: &BenchArgs, dir: &Path, episodes: &[Episode], w: Workload) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let episodes_path = match &args.episodes {
+        Some(p) => std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?,
+        None => {
+            let p = dir.join("episodes.parquet");
+            data::write_episodes(&p, episodes)?;
+            std::fs::canonicalize(&p).map_err(|e| Error::io(&p, e))?
+        }
+    };
+    let w = Workload {
+        episodes: episodes_path,
+        ..w
+    };
+    train::write_json(&dir.join("workload.json"), &w)
+}
+
+/// Runs one configuration; with `workload_dir`, also writes its tasks and meta-batches there.
+pub fn run_config(
+    args: &BenchArgs,
+    cfg: &BenchConfig,
+    workload_dir: Option<&Path>,
+) -> Result<BenchResult> {
+    cfg.validate()?;
+    if args.iters == 0 || args.repeats == 0 {
+        return Err(Error::config(
+            "--iters/--repeats",
+            "both must be at least 1",
+        ));
+    }
+    let (episodes, source, v) = load_episodes(args, cfg)?;
+    if episodes.len() < cfg.n {
+        return Err(Error::config(
+            "--n",
+            format!(
+                "{} tasks requested but only {} episodes",
+                cfg.n,
+                episodes.len()
+            ),
+        ));
+    }
+    let dims = ModelDims {
+        n_items: v,
+        embed_dim: cfg.e,
+        hidden_dim: cfg.h,
+    };
+    let layout = ParamLayout::new(dims);
+    let mut backend = bench_backend(args, layout)?;
+    let k = episodes[0].support_labels.len();
+    let weights = train::episode_weights(&Config::default().recency, k, None)?;
+    let inner = InnerLoop {
+        lr: 0.01,
+        steps: cfg.inner_steps,
+    };
+    let outer = OuterConfig::adam(1e-3, 10.0);
+    let mut rng = Rng::new(args.seed);
+    let batches: Vec<Vec<usize>> = (0..args.warmup + args.iters * args.repeats)
+        .map(|_| rng.sample_without_replacement(episodes.len(), cfg.n))
+        .collect();
+    let tasks_of = |idx: &[usize]| -> Vec<Task> {
+        idx.iter()
+            .map(|&i| train::task_of(&episodes[i], &weights))
+            .collect()
+    };
+    let lens = prefix_lengths(&episodes);
     let mean_len = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
     let flops: f64 = batches
         .iter()
-        .map(|b| flops_per_iteration(&tasks_of(b), dims, args.inner_steps))
+        .map(|b| flops_per_iteration(&tasks_of(b), dims, cfg.inner_steps))
         .sum::<f64>()
         / batches.len() as f64;
+    if let Some(dir) = workload_dir {
+        let w = Workload {
+            label: &cfg.label,
+            episodes: PathBuf::new(),
+            v,
+            e: cfg.e,
+            h: cfg.h,
+            n: cfg.n,
+            k,
+            q: episodes[0].query_labels.len(),
+            inner_steps: cfg.inner_steps,
+            inner_lr: inner.lr,
+            outer_lr: outer.lr,
+            clip: outer.clip,
+            support_weights: &weights,
+            warmup: args.warmup,
+            iters: args.iters,
+            repeats: args.repeats,
+            seed: args.seed,
+            gflop_per_iter: flops / 1e9,
+            batches: &batches,
+        };
+        write_workload(args, dir, &episodes, w)?;
+    }
     for b in &batches[..args.warmup] {
         backend.meta_step(&tasks_of(b), &inner, &outer)?;
     }
@@ -264,32 +491,107 @@ pub fn run(args: &BenchArgs) -> Result<BenchResult> {
     }
     per_iter_ms.sort_by(f64::total_cmp);
     let ms = per_iter_ms[per_iter_ms.len() / 2];
-    let res = BenchResult {
+    Ok(BenchResult {
+        label: cfg.label.clone(),
         backend: backend.name().to_string(),
         prefix_sharing: !args.no_prefix_sharing,
         source,
-        n: args.n,
+        n: cfg.n,
         k,
         q: episodes[0].query_labels.len(),
         v,
-        e: args.embed_dim,
-        h: args.hidden_dim,
-        inner_steps: args.inner_steps,
+        e: cfg.e,
+        h: cfg.h,
+        inner_steps: cfg.inner_steps,
+        prefix_cap: cfg.prefix_cap,
         prefix_len_median: percentile(&lens, 0.5),
         prefix_len_p90: percentile(&lens, 0.9),
         prefix_len_mean: mean_len,
         threads: rayon::current_num_threads(),
+        warmup: args.warmup,
+        iters: args.iters,
+        repeats: args.repeats,
         ms_per_iter_median: ms,
         iters_per_sec: 1e3 / ms,
         gflop_per_iter: flops / 1e9,
         gflops_achieved: flops / 1e9 / (ms / 1e3),
-    };
-    Ok(res)
+    })
 }
 
-/// Runs the benchmark and prints it as a table (and JSON when asked).
+/// Runs the benchmark on the configuration the flags describe (the reference by default).
+pub fn run(args: &BenchArgs) -> Result<BenchResult> {
+    run_config(
+        args,
+        &BenchConfig::from_args(args),
+        args.write_workload.as_deref(),
+    )
+}
+
+/// Runs the sweep ([`sweep_configs`] around the flags' configuration), printing each row as it
+/// finishes; with `--write-workload DIR`, each configuration's workload goes to `DIR/<label>/`.
+pub fn run_sweep(args: &BenchArgs) -> Result<Vec<BenchResult>> {
+    if args.episodes.is_some() {
+        return Err(Error::config(
+            "--sweep",
+            "generates its tasks; it cannot be combined with --episodes",
+        ));
+    }
+    let configs = sweep_configs(&BenchConfig::from_args(args), &args.sweep_factors)?;
+    let mut out = Vec::new();
+    print_table_header();
+    for cfg in configs {
+        let dir = args.write_workload.as_ref().map(|d| d.join(&cfg.label));
+        let r = run_config(args, &cfg, dir.as_deref())?;
+        print_table_row(&r);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn print_table_header() {
+    println!(
+        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10}",
+        "config", "N", "K", "V", "H", "cap", "it/s", "ms/it", "GFLOP/it", "GFLOP/s"
+    );
+}
+
+fn print_table_row(r: &BenchResult) {
+    println!(
+        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10.2} {:>10.3} {:>10.4} {:>10.2}",
+        r.label,
+        r.n,
+        r.k,
+        r.v,
+        r.h,
+        r.prefix_cap,
+        r.iters_per_sec,
+        r.ms_per_iter_median,
+        r.gflop_per_iter,
+        r.gflops_achieved
+    );
+}
+
+/// Runs the benchmark (or the sweep) and prints it as a table (and JSON when asked).
 pub fn run_cli(args: &BenchArgs) -> Result<()> {
+    if args.sweep {
+        println!(
+            "backend {}, {} threads, prefix sharing {}; generated tasks; median of {} x {} \
+             iterations after {} warm-up",
+            args.backend,
+            rayon::current_num_threads(),
+            if args.no_prefix_sharing { "off" } else { "on" },
+            args.repeats,
+            args.iters,
+            args.warmup
+        );
+        let rs = run_sweep(args)?;
+        if let Some(path) = &args.json {
+            train::write_json(path, &rs)?;
+        }
+        return Ok(());
+    }
     let r = run(args)?;
+
     println!(
         "backend {} ({} threads, prefix sharing {}), tasks: {}",
         r.backend,
@@ -327,6 +629,127 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(extra.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn sweep_varies_one_factor_at_a_time() {
+        let a = args(&[]);
+        let base = BenchConfig::from_args(&a);
+        let all = sweep_configs(&base, &a.sweep_factors).unwrap();
+        let labels: Vec<&str> = all.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "reference",
+                "N1",
+                "N8",
+                "N128",
+                "N512",
+                "K10",
+                "K20",
+                "V10000",
+                "V50000",
+                "H128",
+                "cap10"
+            ]
+        );
+        for c in &all[1..] {
+            let differing = [
+                c.n != base.n,
+                c.k != base.k,
+                c.v != base.v,
+                c.h != base.h,
+                c.prefix_cap != base.prefix_cap,
+            ];
+            assert_eq!(differing.iter().filter(|&&d| d).count(), 1, "{c:?}");
+            assert_eq!(
+                (c.q, c.e, c.inner_steps),
+                (base.q, base.e, base.inner_steps)
+            );
+        }
+        let only_n = sweep_configs(&base, &["N".to_string()]).unwrap();
+        assert_eq!(only_n.len(), 5);
+        let err = sweep_configs(&base, &["L".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("--sweep-factors"), "{err}");
+    }
+
+    #[test]
+    fn workload_records_the_tasks_and_batches_that_were_timed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = args(&[
+            "--n",
+            "3",
+            "--items",
+            "30",
+            "--embed-dim",
+            "4",
+            "--hidden-dim",
+            "4",
+            "--iters",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+        ]);
+        let cfg = BenchConfig::from_args(&a);
+        let r = run_config(&a, &cfg, Some(dir.path())).unwrap();
+        assert_eq!((r.n, r.v, r.iters, r.repeats), (3, 30, 2, 2));
+        let w: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("workload.json")).unwrap(),
+        )
+        .unwrap();
+        let set = data::read_episodes(
+            std::path::Path::new(w["episodes"].as_str().unwrap()),
+            Some(30),
+        )
+        .unwrap();
+        let generated = generate_episodes(64, 5, 10, 30, 50, 1);
+        assert_eq!(set.episodes.len(), generated.len());
+        for (a, b) in set.episodes.iter().zip(&generated) {
+            assert_eq!(a.support_prefixes, b.support_prefixes);
+            assert_eq!(a.query_labels, b.query_labels);
+        }
+        let batches = w["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 1 + 2 * 2);
+        let mut rng = Rng::new(1);
+        for b in batches {
+            let want = rng.sample_without_replacement(64, 3);
+            let got: Vec<usize> = b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(got, want);
+        }
+        let weights = w["support_weights"].as_array().unwrap();
+        assert_eq!(weights.len(), 5);
+        assert!(w["gflop_per_iter"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors_naming_the_flag() {
+        for (flag, extra) in [("--items", ["--items", "1"]), ("--k", ["--k", "0"])] {
+            let a = args(&extra);
+            let err = run(&a).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+        let a = args(&["--sweep", "--episodes", "x.parquet"]);
+        assert!(run_sweep(&a).unwrap_err().to_string().contains("--sweep"));
+    }
 
     #[test]
     fn generated_prefix_lengths_look_like_xuetangx() {
