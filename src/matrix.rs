@@ -122,7 +122,7 @@ const ROWS: [RowSpec; 11] = [
         name: "recency",
         model: "Recency MAML",
         init: "Random",
-        inner: "Recency weights (exponential, λ=0.5)",
+        inner: "Exponential λ=0.5",
         scheme_cell: ("Exponential", "λ=0.5"),
         tables: BOTH,
         kind: maml(false, "exponential", Some(0.5), None),
@@ -131,7 +131,7 @@ const ROWS: [RowSpec; 11] = [
         name: "warmstart_recency",
         model: "Warm-Start + Recency",
         init: "GRU4Rec",
-        inner: "Recency weights (exponential, λ=0.5)",
+        inner: "Exponential λ=0.5",
         scheme_cell: ("", ""),
         tables: COMPARISON,
         kind: maml(true, "exponential", Some(0.5), None),
@@ -182,6 +182,15 @@ const ROWS: [RowSpec; 11] = [
         kind: maml(false, "time", None, None),
     },
 ];
+
+/// A row's name in plots: the model, with the scheme for ablation-only rows.
+fn plot_label(r: &RowReport) -> String {
+    if r.in_comparison {
+        r.model.clone()
+    } else {
+        format!("{} ({})", r.model, r.inner_loop)
+    }
+}
 
 /// The names `matrix.rows` accepts.
 pub fn row_names() -> Vec<&'static str> {
@@ -365,7 +374,10 @@ struct Layout {
 
 impl Layout {
     fn seed_file(&self, row: &str, seed: u64) -> PathBuf {
-        self.out.join("rows").join(row).join(format!("seed{seed}.json"))
+        self.out
+            .join("rows")
+            .join(row)
+            .join(format!("seed{seed}.json"))
     }
     fn run_dir(&self, row: &str, seed: u64) -> PathBuf {
         self.out.join("runs").join(row).join(format!("seed{seed}"))
@@ -570,7 +582,12 @@ fn ensure_pretrained(cfg: &Config, seed: u64, lay: &Layout) -> Result<pretrain::
     Ok(p)
 }
 
-fn aggregate(per_seed: &[&SeedResult], pick: fn(&SeedResult) -> &Vec<[f64; 5]>, metric: usize, boot_seed: u64) -> Aggregate {
+fn aggregate(
+    per_seed: &[&SeedResult],
+    pick: fn(&SeedResult) -> &Vec<[f64; 5]>,
+    metric: usize,
+    boot_seed: u64,
+) -> Aggregate {
     let n_ep = pick(per_seed[0]).len();
     let means: Vec<f64> = per_seed.iter().map(|r| mean_of(pick(r), metric)).collect();
     let mean = means.iter().sum::<f64>() / means.len() as f64;
@@ -603,7 +620,11 @@ fn paired_difference(per_seed: &[&SeedResult], vanilla: &[&SeedResult], metric: 
     bootstrap_mean(&diffs, 7_000 + metric as u64)
 }
 
-fn row_report(row: &RowSpec, per_seed: &[&SeedResult], vanilla: &[&SeedResult]) -> Result<RowReport> {
+fn row_report(
+    row: &RowSpec,
+    per_seed: &[&SeedResult],
+    vanilla: &[&SeedResult],
+) -> Result<RowReport> {
     for r in per_seed {
         if r.episode_ids != vanilla[0].episode_ids {
             return Err(Error::Other(format!(
@@ -617,8 +638,14 @@ fn row_report(row: &RowSpec, per_seed: &[&SeedResult], vanilla: &[&SeedResult]) 
     let mut few = BTreeMap::new();
     let mut diff = BTreeMap::new();
     for (i, name) in METRICS.iter().enumerate() {
-        zero.insert(name.to_string(), aggregate(per_seed, |r| &r.zero_shot, i, 100 + i as u64));
-        few.insert(name.to_string(), aggregate(per_seed, |r| &r.few_shot, i, 200 + i as u64));
+        zero.insert(
+            name.to_string(),
+            aggregate(per_seed, |r| &r.zero_shot, i, 100 + i as u64),
+        );
+        few.insert(
+            name.to_string(),
+            aggregate(per_seed, |r| &r.few_shot, i, 200 + i as u64),
+        );
         diff.insert(name.to_string(), paired_difference(per_seed, vanilla, i));
     }
     // Mean validation curve over the seeds that share the same validation iterations.
@@ -671,7 +698,10 @@ fn machine() -> String {
 
 /// `mean ± sd [low, high]`.
 pub fn fmt_agg(a: &Aggregate) -> String {
-    format!("{:.4} ± {:.4} [{:.3}, {:.3}]", a.mean, a.sd, a.ci_low, a.ci_high)
+    format!(
+        "{:.4} ± {:.4} [{:.3}, {:.3}]",
+        a.mean, a.sd, a.ci_low, a.ci_high
+    )
 }
 
 /// `+0.0123 [-0.004, 0.029]`.
@@ -819,7 +849,7 @@ fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
         .iter()
         .filter(|r| !r.val_curve.is_empty())
         .map(|r| crate::plot::Series {
-            label: format!("{} ({})", r.model, r.inner_loop),
+            label: plot_label(r),
             points: r.val_curve.iter().map(|&(i, a)| (i as f64, a)).collect(),
         })
         .collect();
@@ -836,7 +866,7 @@ fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
         .map(|r| {
             let a = r.few_shot["acc@1"];
             crate::plot::RowInterval {
-                label: format!("{} ({})", r.model, r.inner_loop),
+                label: plot_label(r),
                 mean: a.mean,
                 lo: a.ci_low,
                 hi: a.ci_high,

@@ -83,7 +83,12 @@ fn hidden(ws: &mut ChunkWs, g: &Global) {
     let (e, h) = (d.embed_dim, d.hidden_dim);
     let (u, b) = (ws.forest.uniq.len(), ws.forest.n_seqs());
     ws.x.resize(u * e, 0.0);
-    embedding_forward(&mut ws.x, &g.theta[g.layout.embedding()], &ws.forest.uniq, e);
+    embedding_forward(
+        &mut ws.x,
+        &g.theta[g.layout.embedding()],
+        &ws.forest.uniq,
+        e,
+    );
     ws.hlast.resize(b * h, 0.0);
     let gru = gru_split(&g.theta[g.layout.w_ih().start..g.layout.b_hh().end], e, h);
     gru_forward(&mut ws.hlast, &mut ws.cache, gru, &ws.x, &ws.forest, e, h);
@@ -101,7 +106,14 @@ fn output_weights<'a>(g: &'a Global) -> OutputWeights<'a, f32> {
 
 /// Loss (`Σ_s scale · CE_s`, with dropout `mask` on the final hidden state) and its gradient,
 /// assigned into `ws.grad [P]`, for one chunk.
-fn chunk_grad(ws: &mut ChunkWs, g: &Global, labels: &[u32], scale: f32, cap: usize, pref: &[&[u32]]) {
+fn chunk_grad(
+    ws: &mut ChunkWs,
+    g: &Global,
+    labels: &[u32],
+    scale: f32,
+    cap: usize,
+    pref: &[&[u32]],
+) {
     let d = g.layout.dims;
     let (v, e, h) = (d.n_items, d.embed_dim, d.hidden_dim);
     load_chunk(ws, pref, cap);
@@ -242,7 +254,12 @@ pub fn fit(
     let keep = 1.0 - s.dropout;
     let mut order: Vec<usize> = (0..n).collect();
     let mut logs = Vec::new();
-    let mut progress = Progress::new("pretrain", (s.epochs * steps_per_epoch) as u64, false, quiet);
+    let mut progress = Progress::new(
+        "pretrain",
+        (s.epochs * steps_per_epoch) as u64,
+        false,
+        quiet,
+    );
     for epoch in 1..=s.epochs {
         let started = Instant::now();
         rng.shuffle(&mut order);
@@ -541,7 +558,6 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
         popularity_records: pop_records,
     })
 }
-
 
 /// `recmaml pretrain`: train the global GRU4Rec model on the train pairs.
 #[derive(clap::Args, Debug)]

@@ -464,7 +464,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         state.history.grad_norm.push(stats.grad_norm);
         let mut val_msg = String::new();
         if cfg.maml.val_every > 0 && it.is_multiple_of(cfg.maml.val_every) {
-            if let Some(acc) = state.validate(it, &run, backend.as_mut(), &inner, &layout, &opts.out)? {
+            if let Some(acc) =
+                state.validate(it, &run, backend.as_mut(), &inner, &layout, &opts.out)?
+            {
                 val_msg = format!(" val acc@1 {:.4}", acc);
                 progress.line(&format!(
                     "iteration {it}/{total}: meta-loss {:.4}, val few-shot acc@1 {acc:.4} (best {:.4} at {})",
@@ -630,7 +632,12 @@ impl TrainState {
             self.best_val_acc = Some(acc);
             self.best_iteration = Some(it);
             let best = backend.params()?;
-            checkpoint::save_params(&out.join("best.safetensors"), layout, &best, &BTreeMap::new())?;
+            checkpoint::save_params(
+                &out.join("best.safetensors"),
+                layout,
+                &best,
+                &BTreeMap::new(),
+            )?;
             self.best_params = Some(best);
         }
         Ok(Some(acc))
