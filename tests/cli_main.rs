@@ -66,7 +66,12 @@ fn quickstart_runs_synth_prepare_train_and_test_eval() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["history"]["meta_loss"].as_array().unwrap().len(), 30);
-    assert_eq!(report["history"]["val_acc1"].as_array().unwrap().len(), 3);
+    // Validation at iteration 0 (the starting weights) and every 10 iterations.
+    assert_eq!(report["history"]["val_acc1"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report["history"]["val_iteration"],
+        serde_json::json!([0, 10, 20, 30])
+    );
     // A second run reuses the prepared episodes.
     let o = recmaml(&[
         "quickstart",
