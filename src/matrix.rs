@@ -426,11 +426,13 @@ pub fn run(cfg: &Config, out: &Path) -> Result<MatrixReport> {
     let (mut computed, mut reused) = (Vec::new(), Vec::new());
     let mut results: BTreeMap<(&str, u64), SeedResult> = BTreeMap::new();
     let mut done = 0;
+    // Each seed's pretrained model, loaded (or trained) once for all rows that need it.
+    let mut pretrained: BTreeMap<u64, pretrain::Pretrained> = BTreeMap::new();
     for &seed in &seeds {
         for row in &rows {
             done += 1;
             let tag = format!("{}/seed{seed}", row.name);
-            let (res, fresh) = row_seed(cfg, row, seed, &lay)?;
+            let (res, fresh) = row_seed(cfg, row, seed, &lay, &mut pretrained)?;
             eprintln!(
                 "[matrix {done}/{total}] {tag}: few-shot acc@1 {:.4}{}",
                 mean_of(&res.few_shot, 0),
@@ -479,7 +481,13 @@ fn mean_of(v: &[[f64; 5]], metric: usize) -> f64 {
 }
 
 /// One (row, seed): reused from its file when the key matches, else computed.
-fn row_seed(cfg: &Config, row: &RowSpec, seed: u64, lay: &Layout) -> Result<(SeedResult, bool)> {
+fn row_seed(
+    cfg: &Config,
+    row: &RowSpec,
+    seed: u64,
+    lay: &Layout,
+    pretrained: &mut BTreeMap<u64, pretrain::Pretrained>,
+) -> Result<(SeedResult, bool)> {
     let pre_dir = lay.pretrain_dir(seed);
     let ck = pre_dir.join(pretrain::CHECKPOINT_NAME);
     let row_cfg = match row.kind {
@@ -496,7 +504,7 @@ fn row_seed(cfg: &Config, row: &RowSpec, seed: u64, lay: &Layout) -> Result<(See
     let started = Instant::now();
     let mut res = match row.kind {
         Kind::Gru4Rec | Kind::Popularity => {
-            let p = ensure_pretrained(cfg, seed, lay)?;
+            let p = ensure_pretrained(cfg, seed, lay, pretrained)?;
             let recs = if row.kind == Kind::Gru4Rec {
                 &p.gru4rec_records
             } else {
@@ -525,7 +533,7 @@ fn row_seed(cfg: &Config, row: &RowSpec, seed: u64, lay: &Layout) -> Result<(See
         }
         Kind::Maml { warm, .. } => {
             if warm {
-                ensure_pretrained(cfg, seed, lay)?;
+                ensure_pretrained(cfg, seed, lay, pretrained)?;
             }
             let dir = lay.run_dir(row.name, seed);
             // A run folder left by a different configuration is the matrix's own: start over.
@@ -570,9 +578,24 @@ fn row_seed(cfg: &Config, row: &RowSpec, seed: u64, lay: &Layout) -> Result<(See
     Ok((res, true))
 }
 
-/// The pretrained model of `seed`, trained now unless a finished one with the same settings is
-/// there (then only its test records are recomputed).
-fn ensure_pretrained(cfg: &Config, seed: u64, lay: &Layout) -> Result<pretrain::Pretrained> {
+/// The pretrained model of `seed`, from `cache` or else [`load_or_pretrain`] (once per seed).
+fn ensure_pretrained<'a>(
+    cfg: &Config,
+    seed: u64,
+    lay: &Layout,
+    cache: &'a mut BTreeMap<u64, pretrain::Pretrained>,
+) -> Result<&'a pretrain::Pretrained> {
+    match cache.entry(seed) {
+        std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            Ok(e.insert(load_or_pretrain(cfg, seed, lay)?))
+        }
+    }
+}
+
+/// Trains the model of `seed` unless a finished one with the same settings is in its folder
+/// (then only its test records are recomputed).
+fn load_or_pretrain(cfg: &Config, seed: u64, lay: &Layout) -> Result<pretrain::Pretrained> {
     let dir = lay.pretrain_dir(seed);
     let pcfg = pretrain_config(cfg, seed);
     let key = pcfg.to_toml();
