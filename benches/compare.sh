@@ -71,7 +71,9 @@ torch_py=("$python" "$here/torch_fomaml.py" --device "$backend")
 } | tee "$out/machine.txt"
 
 echo "== 1. PyTorch formulations against the fixtures"
-"${torch_py[@]}" --check-fixtures "$root/tests/fixtures/torch" | tail -1 | tee "$out/fixtures.txt"
+"${torch_py[@]}" --check-fixtures "$root/tests/fixtures/torch" >"$out/fixtures.txt" ||
+    { tail -n 30 "$out/fixtures.txt"; exit 1; }
+tail -n 1 "$out/fixtures.txt"
 
 echo "== 2. recmaml bench --backend $backend --sweep --sweep-factors $factors"
 RAYON_NUM_THREADS="$threads" "$recmaml" bench --backend "$backend" --sweep --sweep-factors "$factors" \

@@ -1,49 +1,167 @@
 #!/usr/bin/env bash
-# One command for a GPU machine: takes a recmaml release binary built elsewhere (no crate registry
-# or network needed here) and runs, in one go:
-#   1. GPU against CPU on random tasks (hidden subcommand `recmaml gpu-check`),
-#   2. compute-sanitizer memcheck and racecheck over the small case,
-#   3. `recmaml bench --backend cuda` (and the CPU for reference) on the reference configuration,
-# then prints one table. Exit status 0 only when every step passed.
+# One command for a GPU machine. It takes a recmaml release binary (and the torch_fixtures test
+# binary) built elsewhere, so it needs no crate registry or network there, and runs in one go:
+#   ceilings     the card's measured FP32 matrix-product rate and copy bandwidth (PyTorch), for
+#                the benchmark's floor (skipped without PyTorch);
+#   gpu-vs-cpu   `recmaml gpu-check`: the CUDA backend against the CPU engine on random tasks
+#                (V 40/1519/10000, H 32/64/128, N 1/32/64, K up to 20, prefixes 1..50), outputs
+#                poisoned, same inputs -> same bytes;
+#   fixtures     the PyTorch fixtures (tests/fixtures/torch) on the GPU: the torch_fixtures test
+#                binary's CUDA tests with RECMAML_REQUIRE_CUDA=1;
+#   memcheck, racecheck   compute-sanitizer over `gpu-check --small`;
+#   bench        `recmaml bench --backend cuda` on the reference configuration (CUDA events,
+#                median of 1000 iterations after 20 warm-up), and at 256 / 512 threads per block;
+#   train        a full training run of configs/recency_maml.toml (3000 iterations, validation
+#                every 100) on the CUDA backend, wall time (data/synth must be there);
+#   compare      with --compare: benches/compare.sh --backend cuda (PyTorch CUDA, same batches);
+# then prints one table. Exit status 0 only when every check passed.
 #
-# Usage: benches/gpu_check.sh [path/to/recmaml]   (default: target/release/recmaml)
-# NVRTC must match the driver (the PTX is compiled at run time): the toolkit's lib64, or the
-# nvidia-cuda-nvrtc wheel's lib folder, on LD_LIBRARY_PATH; set NVRTC_LIB_DIR to add one.
+# Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
+#   --bin           recmaml release binary (default target/release/recmaml)
+#   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
+#   --out           folder for logs and JSON (default: a fresh temporary folder)
+# NVRTC must match the driver (the PTX is compiled at run time): the toolkit's lib64 is put on
+# LD_LIBRARY_PATH; set NVRTC_LIB_DIR to add another folder.
 set -u
-BIN=${1:-target/release/recmaml}
-[ -x "$BIN" ] || { echo "no executable recmaml at $BIN" >&2; exit 2; }
+BIN=target/release/recmaml
+FIXT=""
+OUTDIR=""
+COMPARE=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) BIN=$2; shift 2 ;;
+    --fixtures-bin) FIXT=$2; shift 2 ;;
+    --out) OUTDIR=$2; shift 2 ;;
+    --compare) COMPARE=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] || { echo "gpu_check.sh: no executable recmaml at $BIN (--bin)" >&2; exit 2; }
+OUTDIR=${OUTDIR:-$(mktemp -d)}
+mkdir -p "$OUTDIR"
+LOG="$OUTDIR/log.txt"
+: >"$LOG"
 for d in "${NVRTC_LIB_DIR:-}" /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -n "$d" ] && [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-LOG=$(mktemp -d)
+PY=${RECMAML_PYTHON:-python3}
 declare -a NAMES RESULTS
-step() { # name, command...
-  local name=$1; shift
-  echo "== $name: $*" >&2
-  if "$@" >"$LOG/$name.log" 2>&1; then RESULTS+=("pass"); else RESULTS+=("FAIL (see $LOG/$name.log)"); fi
+# step NAME SECONDS COMMAND...: runs COMMAND with a time limit, its output into the log.
+step() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s.%N)
+  echo "== $name: $*" | tee -a "$LOG"
+  timeout "$limit" "$@" >"$OUTDIR/step.out" 2>&1
+  local rc=$?
+  local dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  cat "$OUTDIR/step.out" >>"$LOG"
+  tail -n 40 "$OUTDIR/step.out"
   NAMES+=("$name")
-  cat "$LOG/$name.log" >&2
+  case $rc in
+    0) RESULTS+=("pass (${dt} s)") ;;
+    124) RESULTS+=("FAIL: over ${limit} s") ;;
+    *) RESULTS+=("FAIL: exit $rc (${dt} s)") ;;
+  esac
+  echo "-- $name: exit $rc after $dt s" | tee -a "$LOG"
+  return $rc
 }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >&2 || true
-step gpu-vs-cpu "$BIN" gpu-check
-if [ -n "$SAN" ]; then
-  step memcheck "$SAN" --tool memcheck --error-exitcode 1 "$BIN" gpu-check --small
-  step racecheck "$SAN" --tool racecheck --error-exitcode 1 "$BIN" gpu-check --small
+note() { NAMES+=("$1"); RESULTS+=("$2"); }
+
+{
+  date -u '+%Y-%m-%d %H:%M:%S UTC'
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
+  lscpu | sed -n 's/^Model name: *//p' | head -1
+  echo "recmaml: $("$BIN" --version)"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  ls /usr/local/cuda/lib64/libnvrtc* 2>/dev/null
+} 2>&1 | tee -a "$LOG"
+
+PEAK=()
+if "$PY" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  step ceilings 120 "$PY" - "$OUTDIR/ceilings.json" <<'EOF'
+import json, sys, torch
+torch.backends.cuda.matmul.allow_tf32 = False
+n = 8192
+a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+def timed(f, reps):
+    for _ in range(3):
+        f()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(reps):
+        f()
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e) / reps / 1e3
+t = timed(lambda: a @ b, 10)
+gflops = 2 * n**3 / t / 1e9
+x = torch.randn(2**28, device="cuda")
+y = torch.empty_like(x)
+t = timed(lambda: y.copy_(x), 20)
+gbps = 2 * x.numel() * 4 / t / 1e9
+out = {"fp32_matmul_gflops": gflops, "copy_gbps": gbps, "torch": torch.__version__,
+       "device": torch.cuda.get_device_name()}
+print(json.dumps(out))
+json.dump(out, open(sys.argv[1], "w"))
+EOF
+  if [ -f "$OUTDIR/ceilings.json" ]; then
+    read -r GF GB < <("$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['fp32_matmul_gflops'], d['copy_gbps'])" "$OUTDIR/ceilings.json")
+    PEAK=(--peak-gflops "$GF" --peak-gbps "$GB")
+  fi
 else
-  NAMES+=(memcheck racecheck); RESULTS+=("SKIPPED: no compute-sanitizer" "SKIPPED: no compute-sanitizer")
+  note ceilings "SKIPPED: no PyTorch with CUDA ($PY)"
 fi
-step bench-cuda "$BIN" bench --backend cuda --iters 200 --repeats 5 --warmup 20 --json "$LOG/bench-cuda.json"
-step bench-cpu "$BIN" bench --backend cpu --iters 5 --repeats 3 --json "$LOG/bench-cpu.json"
+
+step gpu-vs-cpu 150 env RECMAML_LOG=debug "$BIN" gpu-check
+if [ -n "$FIXT" ]; then
+  step fixtures 120 env RECMAML_REQUIRE_CUDA=1 "$FIXT" cuda --test-threads 1
+else
+  note fixtures "SKIPPED: no --fixtures-bin"
+fi
+step bench 120 "$BIN" bench --backend cuda --warmup 20 --iters 200 --repeats 5 \
+  ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench.json"
+for blk in ${RECMAML_CHECK_BLOCKS:-256 512}; do
+  step "bench-block$blk" 120 env RECMAML_CUDA_BLOCK=$blk "$BIN" bench --backend cuda --warmup 20 \
+    --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-block$blk.json"
+done
+if [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
+  T0=$(date +%s.%N)
+  if step train 60 "$BIN" train --config configs/recency_maml.toml --set run.backend=cuda \
+      --out "$OUTDIR/train-run" --force; then
+    WALL=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    note "train wall" "$(printf '%.2f s' "$WALL") (bar: under 10 s)"
+    cp "$OUTDIR/train-run/results.json" "$OUTDIR/train-results.json" 2>/dev/null
+  fi
+  rm -rf "$OUTDIR/train-run"
+else
+  note train "SKIPPED: no data/synth (recmaml prepare --synthetic)"
+fi
+if [ -n "$SAN" ]; then
+  step memcheck 180 "$SAN" --tool memcheck --error-exitcode 1 "$BIN" gpu-check --small
+  step racecheck 180 "$SAN" --tool racecheck --error-exitcode 1 "$BIN" gpu-check --small
+else
+  note memcheck "SKIPPED: no compute-sanitizer"
+  note racecheck "SKIPPED: no compute-sanitizer"
+fi
+if [ "$COMPARE" = 1 ]; then
+  step compare 180 benches/compare.sh --backend cuda --recmaml "$BIN" --python "$PY" \
+    --out "$OUTDIR/compare" --factors N --budget-s 4 --torch-threads 1 --iters 100 --repeats 3 --warmup 10
+fi
+
 echo
-printf '%-12s %s\n' step result
+{
+  printf '%-16s %s\n' step result
+  for i in "${!NAMES[@]}"; do printf '%-16s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done
+  for f in "$OUTDIR"/bench*.json; do
+    [ -f "$f" ] && "$PY" -c "
+import json,sys
+r=json.load(open(sys.argv[1]))
+print(f\"{sys.argv[1].split('/')[-1]:<22} host {r['iters_per_sec']:.1f} it/s, device {r['device_iters_per_sec'] or 0:.1f} it/s, {r['gflop_per_iter']:.4f} GFLOP/it, floor fraction {r['fraction_of_floor'] or 0:.4f}\")" "$f"
+  done
+} | tee -a "$LOG"
 status=0
-for i in "${!NAMES[@]}"; do
-  printf '%-12s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"
-  case ${RESULTS[$i]} in pass) ;; *) status=1 ;; esac
-done
-for b in cuda cpu; do
-  [ -f "$LOG/bench-$b.json" ] && printf '%-12s %s\n' "it/s $b" "$(grep -o '"iters_per_sec":[^,]*' "$LOG/bench-$b.json" | cut -d: -f2)"
-done
-echo "logs: $LOG"
+for r in "${RESULTS[@]}"; do case $r in FAIL*) status=1 ;; esac; done
+echo "logs: $OUTDIR (exit $status)"
 exit $status

@@ -12,8 +12,11 @@
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
-// Threads per block of every kernel (the host launches exactly this many).
+// Threads per block of every kernel (the host launches exactly this many and passes its choice
+// as -DRM_BLOCK=...; a power of two from 64 to 1024).
+#ifndef RM_BLOCK
 #define RM_BLOCK 256
+#endif
 #define RM_WARPS (RM_BLOCK / 32)
 // "No such row" (a task without the padding item 0).
 #define RM_NONE 0xffffffffu
@@ -63,7 +66,11 @@ struct WsLayout {
     u32 logits;           // [B_max, V]: logits, then (in place) dlogits
     u32 lse, loss;        // [B_max]
     u32 coef;             // [B_max, R_max]
+    u32 gru_t;            // [E, 3H] then [H, 3H]: w_ih^T and w_hh^T, kept equal to gru's
+    u32 rowsum;           // [U_max, 3H]: per local embedding row, the sum of its records' dgi
+    u32 red;              // [RM_BLOCK, B_max]: per-slice partial sums of W^T dlogits
     u32 b_max, r_max;
+    u32 pad_;
 };
 
 // Arguments of task_forward / task_backward.
@@ -102,9 +109,9 @@ struct AdamParams {
 static_assert(sizeof(SplitDesc) == 32, "SplitDesc layout");
 static_assert(sizeof(TaskDesc) == 80, "TaskDesc layout");
 static_assert(sizeof(Dims) == 48, "Dims layout");
-static_assert(sizeof(WsLayout) == 96, "WsLayout layout");
-static_assert(sizeof(TaskParams) == 160, "TaskParams layout");
-static_assert(sizeof(ReduceParams) == 160, "ReduceParams layout");
+static_assert(sizeof(WsLayout) == 112, "WsLayout layout");
+static_assert(sizeof(TaskParams) == 176, "TaskParams layout");
+static_assert(sizeof(ReduceParams) == 176, "ReduceParams layout");
 static_assert(sizeof(AdamParams) == 40, "AdamParams layout");
 
 __device__ __forceinline__ float rm_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }

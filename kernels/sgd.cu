@@ -17,10 +17,3 @@ __device__ void sgd_lowrank_block(const Dims& d, const WsLayout& L, float* ws, u
     for (u32 i = threadIdx.x; i < b_n * h; i += blockDim.x)
         ws[L.lr_g + (u64)rank * h + i] = ws[L.hlast + i];
 }
-
-// Stand-alone entry point: x[i] -= lr * g[i] over n floats (grid-stride), for validation.
-extern "C" __global__ void __launch_bounds__(RM_BLOCK)
-    sgd_forward(float* x, const float* g, u32 n, float lr) {
-    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        x[i] -= lr * g[i];
-}

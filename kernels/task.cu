@@ -2,25 +2,31 @@
 // fast weights from θ, S inner SGD steps on the weighted support loss (GRU forward, output + CE,
 // backward through output, time and embedding rows, SGD), then the query pass at the adapted
 // weights. All N tasks in one launch (grid = N). Dynamic shared memory: B_max * H floats.
+// `w_out_t` is θ's output.weight transposed (transpose_out, launched just before).
 #include "common.cuh"
 
-// Copies θ's GRU block, the task's embedding rows and the output bias into the workspace.
+// Copies θ's GRU block (and the transposed weight matrices), the task's embedding rows and the
+// output bias into the workspace.
 __device__ void task_load(const TaskParams& p, const float* theta, const u32* ints,
                           const TaskDesc& t, float* ws) {
     const Dims& d = p.d;
-    for (u32 i = threadIdx.x; i < d.gru_len; i += blockDim.x)
-        ws[p.ws.gru + i] = theta[d.off_wih + i];
+    const u32 n_w = 3 * d.h * (d.e + d.h);
+    for (u32 i = threadIdx.x; i < d.gru_len; i += blockDim.x) {
+        float x = theta[d.off_wih + i];
+        ws[p.ws.gru + i] = x;
+        if (i < n_w) gru_set_transposed(d, p.ws, ws, i, x);
+    }
     embedding_forward_block(ws + p.ws.table, theta + d.off_emb, ints + t.ids, t.n_rows, d.e);
     for (u32 i = threadIdx.x; i < d.v; i += blockDim.x) ws[p.ws.bias + i] = theta[d.off_bout + i];
     __syncthreads();
 }
 
 // Forward of a split at the current fast weights (rank low-rank terms); the loss in thread 0.
-__device__ float task_split_forward(const TaskParams& p, const float* theta, const u32* ints,
+__device__ float task_split_forward(const TaskParams& p, const float* w_out_t, const u32* ints,
                                     const float* fl, const SplitDesc& s, float* ws, float* sh,
                                     u32 rank) {
     gru_forward_block(p.d, p.ws, ws, ints, s, sh);
-    return output_ce_forward_block(p.d, p.ws, ws, theta + p.d.off_wout, ints, fl, s, rank);
+    return output_ce_forward_block(p.d, p.ws, ws, w_out_t, ints, fl, s, rank);
 }
 
 // Backward of the last forward of split s. With `update`, one SGD step on the fast weights
@@ -33,10 +39,9 @@ __device__ void task_split_backward(const TaskParams& p, const float* theta, con
     const WsLayout& L = p.ws;
     output_ce_backward_block(d, L, ws, theta + d.off_wout, ints, fl, s, rank);
     gru_backward_time_block(d, L, ws, ints, s, sh);
-    // The embedding gradient reads w_ih: finish it before the GRU block is updated.
-    embedding_backward_block(ws + L.dtable, ws + L.dgi, ws + L.gru, ints + s.rows, t.n_rows,
-                             t.padding_row, d.e, d.h);
-    __syncthreads();
+    // The embedding gradient reads w_ih: it ends with a barrier, before the GRU block is updated.
+    embedding_backward_block(ws + L.dtable, ws + L.rowsum, ws + L.dgi, ws + L.gru,
+                             ints + s.rows, t.n_rows, t.padding_row, d.e, d.h);
     gru_backward_params_block(d, L, ws, ints, s, p.lr, update);
     if (update) {
         sgd_lowrank_block(d, L, ws, s.n_seqs, rank, p.lr);
@@ -56,19 +61,19 @@ __device__ void task_copy_logits(const TaskParams& p, const float* ws, u32 b_n, 
 // Training: each task's query-loss gradient at its adapted weights stays in its workspace, its
 // query loss goes to task_loss[task]; meta_grad_forward reduces them.
 extern "C" __global__ void __launch_bounds__(RM_BLOCK)
-    task_backward(TaskParams p, const float* theta, const u32* ints, const TaskDesc* descs,
-                  const float* fl, float* ws_all, float* task_loss) {
+    task_backward(TaskParams p, const float* theta, const float* w_out_t, const u32* ints,
+                  const TaskDesc* descs, const float* fl, float* ws_all, float* task_loss) {
     extern __shared__ float sh[];
     const TaskDesc& t = descs[blockIdx.x];
     float* ws = ws_all + blockIdx.x * p.ws.stride;
     task_load(p, theta, ints, t, ws);
     u32 rank = 0;
     for (u32 step = 0; step < p.steps; ++step) {
-        task_split_forward(p, theta, ints, fl, t.support, ws, sh, rank);
+        task_split_forward(p, w_out_t, ints, fl, t.support, ws, sh, rank);
         task_split_backward(p, theta, ints, fl, t, t.support, ws, sh, rank, true);
         rank += t.support.n_seqs;
     }
-    float loss = task_split_forward(p, theta, ints, fl, t.query, ws, sh, rank);
+    float loss = task_split_forward(p, w_out_t, ints, fl, t.query, ws, sh, rank);
     task_split_backward(p, theta, ints, fl, t, t.query, ws, sh, rank, false);
     if (threadIdx.x == 0) task_loss[blockIdx.x] = loss;
 }
@@ -76,24 +81,25 @@ extern "C" __global__ void __launch_bounds__(RM_BLOCK)
 // Evaluation: query logits and mean query CE at θ (slot 0) and after the inner loop (slot 1):
 // logits [N, 2, Q_max, V], losses [N, 2].
 extern "C" __global__ void __launch_bounds__(RM_BLOCK)
-    task_forward(TaskParams p, const float* theta, const u32* ints, const TaskDesc* descs,
-                 const float* fl, float* ws_all, float* logits_out, float* loss_out) {
+    task_forward(TaskParams p, const float* theta, const float* w_out_t, const u32* ints,
+                 const TaskDesc* descs, const float* fl, float* ws_all, float* logits_out,
+                 float* loss_out) {
     extern __shared__ float sh[];
     const TaskDesc& t = descs[blockIdx.x];
     float* ws = ws_all + blockIdx.x * p.ws.stride;
     const u64 slot = (u64)p.q_max * p.d.v;
     float* out = logits_out + blockIdx.x * 2 * slot;
     task_load(p, theta, ints, t, ws);
-    float zero = task_split_forward(p, theta, ints, fl, t.query, ws, sh, 0);
+    float zero = task_split_forward(p, w_out_t, ints, fl, t.query, ws, sh, 0);
     task_copy_logits(p, ws, t.query.n_seqs, out);
     __syncthreads();
     u32 rank = 0;
     for (u32 step = 0; step < p.steps; ++step) {
-        task_split_forward(p, theta, ints, fl, t.support, ws, sh, rank);
+        task_split_forward(p, w_out_t, ints, fl, t.support, ws, sh, rank);
         task_split_backward(p, theta, ints, fl, t, t.support, ws, sh, rank, true);
         rank += t.support.n_seqs;
     }
-    float few = task_split_forward(p, theta, ints, fl, t.query, ws, sh, rank);
+    float few = task_split_forward(p, w_out_t, ints, fl, t.query, ws, sh, rank);
     task_copy_logits(p, ws, t.query.n_seqs, out + slot);
     if (threadIdx.x == 0) {
         loss_out[2 * blockIdx.x] = zero;

@@ -131,4 +131,9 @@ pub trait Backend {
     ) -> Result<MetaStepStats>;
     /// Zero-shot (at θ) and few-shot (after the inner loop) query logits of each task. θ is unchanged.
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>>;
+    /// The device time of the last `meta_step` in milliseconds, where the backend measures one
+    /// (CUDA events around its launches and copies); `None` otherwise.
+    fn last_step_device_ms(&self) -> Option<f64> {
+        None
+    }
 }

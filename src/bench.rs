@@ -79,6 +79,13 @@ pub struct BenchArgs {
     /// benches/torch_fomaml.py; with --sweep, one subfolder per configuration.
     #[arg(long)]
     pub write_workload: Option<PathBuf>,
+    /// The device's measured arithmetic ceiling in GFLOP/s (e.g. an FP32 matrix product's rate),
+    /// for the floor: max(FLOPs / this, bytes / --peak-gbps).
+    #[arg(long)]
+    pub peak_gflops: Option<f64>,
+    /// The device's measured memory bandwidth in GB/s (bytes read plus written), for the floor.
+    #[arg(long)]
+    pub peak_gbps: Option<f64>,
 }
 
 /// One benchmark result.
@@ -108,6 +115,18 @@ pub struct BenchResult {
     pub iters_per_sec: f64,
     pub gflop_per_iter: f64,
     pub gflops_achieved: f64,
+    /// The fewest bytes an iteration must move through memory: θ, Adam's two moments and the
+    /// meta-gradient's use (each read and written once) plus the batch's integers and weights.
+    pub min_mb_per_iter: f64,
+    /// Median over every timed iteration of the device time between CUDA events around the
+    /// iteration's copies and launches (CUDA backend only).
+    pub device_ms_per_iter_median: Option<f64>,
+    /// 1000 / device_ms_per_iter_median.
+    pub device_iters_per_sec: Option<f64>,
+    /// max(FLOPs / peak_gflops, bytes / peak_gbps) in ms, when both ceilings are given.
+    pub floor_ms: Option<f64>,
+    /// floor_ms over the measured time per iteration (device time where measured).
+    pub fraction_of_floor: Option<f64>,
 }
 
 /// A prefix length with median about 3 and p90 about 19 (a discretised log-normal), in `1..=cap`.
@@ -180,6 +199,23 @@ pub fn flops_per_iteration(tasks: &[Task], dims: ModelDims, inner_steps: usize) 
         })
         .sum();
     per_task + 12.0 * p
+}
+
+/// The fewest bytes one meta-iteration must move through device memory: θ, the two Adam moments
+/// (each read and written once) and the meta-gradient (written and read once), 4 bytes each,
+/// plus the batch itself (every prefix item, label and weight once).
+pub fn min_bytes_per_iteration(tasks: &[Task], p: usize) -> f64 {
+    let batch: usize = tasks
+        .iter()
+        .map(|t| {
+            let items = |x: &[Vec<u32>]| x.iter().map(Vec::len).sum::<usize>();
+            items(t.support_prefixes)
+                + items(t.query_prefixes)
+                + 2 * t.support_labels.len()
+                + t.query_labels.len()
+        })
+        .sum();
+    4.0 * (8 * p + batch) as f64
 }
 
 fn percentile(sorted: &[usize], q: f64) -> usize {
@@ -480,17 +516,30 @@ pub fn run_config(
     for b in &batches[..args.warmup] {
         backend.meta_step(&tasks_of(b), &inner, &outer)?;
     }
+    let bytes: f64 = batches
+        .iter()
+        .map(|b| min_bytes_per_iteration(&tasks_of(b), ParamLayout::new(dims).len))
+        .sum::<f64>()
+        / batches.len() as f64;
     let mut per_iter_ms = Vec::with_capacity(args.repeats);
+    let mut device_ms = Vec::with_capacity(args.repeats * args.iters);
     for r in 0..args.repeats {
         let start = args.warmup + r * args.iters;
         let t0 = Instant::now();
         for b in &batches[start..start + args.iters] {
             backend.meta_step(&tasks_of(b), &inner, &outer)?;
+            device_ms.extend(backend.last_step_device_ms());
         }
         per_iter_ms.push(t0.elapsed().as_secs_f64() * 1e3 / args.iters as f64);
     }
     per_iter_ms.sort_by(f64::total_cmp);
     let ms = per_iter_ms[per_iter_ms.len() / 2];
+    device_ms.sort_by(f64::total_cmp);
+    let dev = device_ms.get(device_ms.len() / 2).copied();
+    let floor_ms = match (args.peak_gflops, args.peak_gbps) {
+        (Some(f), Some(b)) => Some((flops / (f * 1e9)).max(bytes / (b * 1e9)) * 1e3),
+        _ => None,
+    };
     Ok(BenchResult {
         label: cfg.label.clone(),
         backend: backend.name().to_string(),
@@ -514,7 +563,12 @@ pub fn run_config(
         ms_per_iter_median: ms,
         iters_per_sec: 1e3 / ms,
         gflop_per_iter: flops / 1e9,
-        gflops_achieved: flops / 1e9 / (ms / 1e3),
+        gflops_achieved: flops / 1e9 / (dev.unwrap_or(ms) / 1e3),
+        min_mb_per_iter: bytes / 1e6,
+        device_ms_per_iter_median: dev,
+        device_iters_per_sec: dev.map(|d| 1e3 / d),
+        floor_ms,
+        fraction_of_floor: floor_ms.map(|f| f / dev.unwrap_or(ms)),
     })
 }
 
@@ -550,14 +604,14 @@ pub fn run_sweep(args: &BenchArgs) -> Result<Vec<BenchResult>> {
 
 fn print_table_header() {
     println!(
-        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10}",
-        "config", "N", "K", "V", "H", "cap", "it/s", "ms/it", "GFLOP/it", "GFLOP/s"
+        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "config", "N", "K", "V", "H", "cap", "it/s", "ms/it", "GFLOP/it", "GFLOP/s", "device it/s"
     );
 }
 
 fn print_table_row(r: &BenchResult) {
     println!(
-        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10.2} {:>10.3} {:>10.4} {:>10.2}",
+        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10.2} {:>10.3} {:>10.4} {:>10.2} {:>11}",
         r.label,
         r.n,
         r.k,
@@ -567,7 +621,9 @@ fn print_table_row(r: &BenchResult) {
         r.iters_per_sec,
         r.ms_per_iter_median,
         r.gflop_per_iter,
-        r.gflops_achieved
+        r.gflops_achieved,
+        r.device_iters_per_sec
+            .map_or("-".to_string(), |x| format!("{x:.1}"))
     );
 }
 
@@ -613,13 +669,31 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
         r.prefix_len_mean
     );
     println!(
-        "{:>12} {:>12} {:>14} {:>12}",
-        "it/s", "ms/it", "GFLOP/it", "GFLOP/s"
+        "{:>12} {:>12} {:>14} {:>12} {:>10}",
+        "it/s", "ms/it", "GFLOP/it", "GFLOP/s", "MB/it min"
     );
     println!(
-        "{:>12.2} {:>12.3} {:>14.4} {:>12.2}",
-        r.iters_per_sec, r.ms_per_iter_median, r.gflop_per_iter, r.gflops_achieved
+        "{:>12.2} {:>12.3} {:>14.4} {:>12.2} {:>10.3}",
+        r.iters_per_sec,
+        r.ms_per_iter_median,
+        r.gflop_per_iter,
+        r.gflops_achieved,
+        r.min_mb_per_iter
     );
+    if let Some(d) = r.device_ms_per_iter_median {
+        println!(
+            "device time (CUDA events, median of {} iterations): {d:.4} ms/it = {:.1} it/s",
+            r.iters * r.repeats,
+            1e3 / d
+        );
+    }
+    if let (Some(f), Some(frac)) = (r.floor_ms, r.fraction_of_floor) {
+        println!(
+            "floor max(FLOPs / peak, bytes / bandwidth) = {:.5} ms; achieved {:.2}% of it",
+            f,
+            100.0 * frac
+        );
+    }
     if let Some(path) = &args.json {
         train::write_json(path, &r)?;
     }

@@ -29,17 +29,21 @@ fn ptxas() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Per kernel: (name, registers, spill store bytes, spill load bytes), from `ptxas -v` output.
-fn parse_ptxas(log: &str) -> Vec<(String, u32, u32, u32)> {
+/// Per kernel: (name, registers, spill store bytes, spill load bytes, stack frame bytes), from
+/// `ptxas -v` output.
+fn parse_ptxas(log: &str) -> Vec<(String, u32, u32, u32, u32)> {
     let num_before = |line: &str, unit: &str| -> Option<u32> {
         let i = line.find(unit)?;
         line[..i].split_whitespace().last()?.parse().ok()
     };
-    let mut out: Vec<(String, u32, u32, u32)> = Vec::new();
+    let mut out: Vec<(String, u32, u32, u32, u32)> = Vec::new();
     for line in log.lines() {
         if let Some(rest) = line.split("Function properties for ").nth(1) {
-            out.push((rest.trim().to_string(), 0, 0, 0));
+            out.push((rest.trim().to_string(), 0, 0, 0, 0));
         } else if let Some(last) = out.last_mut() {
+            if let Some(f) = num_before(line, "bytes stack frame") {
+                last.4 = f;
+            }
             if let Some(s) = num_before(line, "bytes spill stores") {
                 last.2 = s;
                 last.3 = num_before(line, "bytes spill loads").unwrap_or(0);
@@ -61,16 +65,24 @@ fn every_kernel_compiles_for_sm90_without_spills() {
         return skip("ptxas not found; set RECMAML_PTXAS (the nvidia-cuda-nvcc wheel's bin/ptxas)");
     };
     let (major, minor) = kernels::nvrtc_version().expect("NVRTC version");
+    // The default block size and the largest one a tuning run may choose (1024 threads leave 64
+    // registers per thread: the tightest budget).
+    for block in [kernels::DEFAULT_BLOCK, 1024] {
+        compile_and_assemble(&ptxas, block, (major, minor));
+    }
+}
+
+fn compile_and_assemble(ptxas: &PathBuf, block: u32, (major, minor): (i32, i32)) {
     let t0 = std::time::Instant::now();
-    let ptx = kernels::compile_ptx("compute_90").unwrap_or_else(|e| panic!("{e}"));
+    let ptx = kernels::compile_ptx("compute_90", block).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "NVRTC {major}.{minor}: compiled in {:.0} ms",
+        "NVRTC {major}.{minor}, {block} threads per block: compiled in {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("recmaml.ptx");
     std::fs::write(&file, ptx.to_src()).unwrap();
-    let out = Command::new(&ptxas)
+    let out = Command::new(ptxas)
         .args(["-arch=sm_90", "-v", "-o"])
         .arg(dir.path().join("recmaml.cubin"))
         .arg(&file)
@@ -81,24 +93,34 @@ fn every_kernel_compiles_for_sm90_without_spills() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "ptxas failed:\n{log}");
+    assert!(
+        out.status.success(),
+        "ptxas failed ({block} threads):\n{log}"
+    );
     let rows = parse_ptxas(&log);
     println!(
-        "{:<22} {:>9} {:>13} {:>12}",
-        "kernel (sm_90)", "registers", "spill stores", "spill loads"
+        "{:<22} {:>9} {:>13} {:>12} {:>12}",
+        format!("kernel (sm_90, {block})"),
+        "registers",
+        "spill stores",
+        "spill loads",
+        "stack frame"
     );
-    for (name, regs, st, ld) in &rows {
-        println!("{name:<22} {regs:>9} {st:>13} {ld:>12}");
+    for (name, regs, st, ld, frame) in &rows {
+        println!("{name:<22} {regs:>9} {st:>13} {ld:>12} {frame:>12}");
     }
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     for entry in kernels::ENTRY_POINTS {
         assert!(
             names.contains(&entry),
-            "ptxas reports no kernel `{entry}`:\n{log}"
+            "ptxas reports no kernel `{entry}` ({block} threads):\n{log}"
         );
     }
     let spilling: Vec<_> = rows.iter().filter(|r| r.2 > 0 || r.3 > 0).collect();
-    assert!(spilling.is_empty(), "kernels spill registers: {spilling:?}");
+    assert!(
+        spilling.is_empty(),
+        "kernels spill registers at {block} threads per block: {spilling:?}"
+    );
     assert!(
         rows.iter().all(|r| r.1 > 0),
         "a kernel without a register count:\n{log}"
@@ -113,6 +135,6 @@ ptxas info    : Function properties for adam_forward\n\
 ptxas info    : Used 30 registers, used 1 barriers, 8 bytes smem, 400 bytes cmem[0]\n";
     assert_eq!(
         parse_ptxas(log),
-        vec![("adam_forward".to_string(), 30, 4, 12)]
+        vec![("adam_forward".to_string(), 30, 4, 12, 8)]
     );
 }

@@ -1,6 +1,8 @@
 //! Every case in tests/fixtures/torch/ (PyTorch 2.15, float64 autograd) reproduced through the
-//! library: the f64 reference within 1e-9 and the f32 `Cpu` backend within 1e-4, relative error
-//! `||a − b|| / ||b||` per tensor.
+//! library: the f64 reference within 1e-9 and the f32 `Cpu` and `Cuda` backends within 1e-4,
+//! relative error `||a − b|| / ||b||` per tensor. The CUDA tests print "skipped" on a machine
+//! without a usable GPU, unless `RECMAML_REQUIRE_CUDA=1` (benches/gpu_check.sh) makes that a
+//! failure.
 
 use recmaml::backend::{Backend, InnerLoop, OuterConfig, Task};
 use recmaml::cpu::{self, Cpu, Engine};
@@ -51,10 +53,19 @@ fn read_tensors(path: &PathBuf) -> HashMap<String, Vec<f64>> {
         .collect()
 }
 
+/// The fixtures folder: in the source tree this binary was built from, or, where that is absent
+/// (a test binary carried to a GPU machine), `tests/fixtures/torch` under the working directory.
+fn fixtures_dir() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("tests/fixtures/torch")
+    }
+}
+
 fn load(name: &'static str) -> Case {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/torch")
-        .join(name);
+    let dir = fixtures_dir().join(name);
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let episodes: Vec<Episode> =
@@ -333,17 +344,49 @@ fn logits_of_every_task_f64() {
     }
 }
 
+type MakeBackend = fn(&Case) -> Option<Box<dyn Backend>>;
+
+fn cpu_backend(c: &Case) -> Option<Box<dyn Backend>> {
+    Some(Box::new(
+        Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap(),
+    ))
+}
+
+/// The CUDA backend on θ, or None (the reason printed) on a machine without a usable GPU;
+/// `RECMAML_REQUIRE_CUDA=1` turns that into a failure.
+fn cuda_backend(c: &Case) -> Option<Box<dyn Backend>> {
+    match recmaml::cuda::Cuda::new(c.layout.clone(), c.theta32.clone()) {
+        Ok(gpu) => Some(Box::new(gpu)),
+        Err(e) if std::env::var("RECMAML_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("RECMAML_REQUIRE_CUDA=1 but the CUDA backend cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: the CUDA backend cannot start here ({e})");
+            None
+        }
+    }
+}
+
 #[test]
 fn logits_of_every_task_cpu_backend() {
+    logits_of_every_task_backend(cpu_backend);
+}
+
+#[test]
+fn logits_of_every_task_cuda_backend() {
+    logits_of_every_task_backend(cuda_backend);
+}
+
+fn logits_of_every_task_backend(make: MakeBackend) {
     for name in CASES {
         let c = load(name);
         let tasks = c.tasks(&c.w32);
-        let mut cpu = Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap();
-        let evals = cpu.evaluate(&tasks, &c.inner32()).unwrap();
+        let Some(mut be) = make(&c) else { return };
+        let evals = be.evaluate(&tasks, &c.inner32()).unwrap();
         assert_eq!(
-            cpu.params().unwrap(),
+            be.params().unwrap(),
             c.theta32,
-            "evaluate must not change θ"
+            "{name}: evaluate must not change θ"
         );
         for (i, ev) in evals.iter().enumerate() {
             let z: Vec<f64> = ev.zero_shot_logits.iter().map(|&x| x as f64).collect();
@@ -407,15 +450,24 @@ fn meta_iterations_f64() {
 
 #[test]
 fn meta_iterations_cpu_backend() {
+    meta_iterations_backend(cpu_backend);
+}
+
+#[test]
+fn meta_iterations_cuda_backend() {
+    meta_iterations_backend(cuda_backend);
+}
+
+fn meta_iterations_backend(make: MakeBackend) {
     for name in CASES {
         let c = load(name);
         let tasks = c.tasks(&c.w32);
-        let mut cpu = Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap();
-        let mut g = vec![0.0f32; c.layout.len];
-        let loss = Backend::meta_gradient(&mut cpu, &tasks, &c.inner32(), &mut g).unwrap();
+        let Some(mut be) = make(&c) else { return };
+        let mut g = vec![f32::NAN; c.layout.len];
+        let loss = be.meta_gradient(&tasks, &c.inner32(), &mut g).unwrap();
         check_scalar(name, "meta_loss", loss, c.f("meta_loss"), TOL32);
         c.check_params("meta_grad", &g, TOL32);
-        let s1 = Backend::meta_step(&mut cpu, &tasks, &c.inner32(), &c.outer32()).unwrap();
+        let s1 = be.meta_step(&tasks, &c.inner32(), &c.outer32()).unwrap();
         check_scalar(name, "meta_loss", s1.meta_loss, c.f("meta_loss"), TOL32);
         check_scalar(
             name,
@@ -424,10 +476,10 @@ fn meta_iterations_cpu_backend() {
             c.f("meta_grad_norm"),
             TOL32,
         );
-        let p1 = cpu.params().unwrap();
+        let p1 = be.params().unwrap();
         c.check_params("after_adam", &p1, TOL32);
         c.check_update("after_adam", &c.theta64, &p1, TOL32);
-        let s2 = Backend::meta_step(&mut cpu, &tasks, &c.inner32(), &c.outer32()).unwrap();
+        let s2 = be.meta_step(&tasks, &c.inner32(), &c.outer32()).unwrap();
         check_scalar(name, "meta_loss_2", s2.meta_loss, c.f("meta_loss_2"), TOL32);
         check_scalar(
             name,
@@ -436,8 +488,65 @@ fn meta_iterations_cpu_backend() {
             c.f("meta_grad_norm_2"),
             TOL32,
         );
-        let p2 = cpu.params().unwrap();
+        let p2 = be.params().unwrap();
         c.check_params("after_adam2", &p2, TOL32);
-        assert_eq!(cpu.adam().unwrap().step, 2);
+        assert_eq!(be.adam().unwrap().step, 2);
     }
+}
+
+/// Task 0's adapted weights on the GPU (read back from its workspace after the meta-gradient)
+/// against PyTorch's `task0.adapted`, and, where the support weights are equal (so the support
+/// loss is the mean CE that the query pass computes), `task0.support_grad` as the gradient at θ
+/// with the support pairs as the query and no inner step.
+#[test]
+fn task0_adaptation_cuda_backend() {
+    for name in CASES {
+        let c = load(name);
+        let tasks = c.tasks(&c.w32);
+        if cuda_backend(&c).is_none() {
+            return;
+        }
+        let mut gpu = recmaml::cuda::Cuda::new(c.layout.clone(), c.theta32.clone()).unwrap();
+        gpu.set_poison(true);
+        let mut g = vec![f32::NAN; c.layout.len];
+        gpu.meta_gradient(&tasks, &c.inner32(), &mut g).unwrap();
+        let phi = gpu.adapted_params(&tasks, &c.inner32(), 0).unwrap();
+        c.check_params("task0.adapted", &phi, TOL32);
+        if c.cfg["weighting"].as_str() == Some("equal") {
+            let t0 = Task {
+                query_prefixes: tasks[0].support_prefixes,
+                query_labels: tasks[0].support_labels,
+                ..tasks[0]
+            };
+            let no_step = InnerLoop {
+                lr: c.inner32().lr,
+                steps: 0,
+            };
+            let mut g = vec![f32::NAN; c.layout.len];
+            gpu.meta_gradient(&[t0], &no_step, &mut g).unwrap();
+            c.check_params("task0.support_grad", &g, TOL32);
+        }
+    }
+}
+
+/// The identity the CUDA test above relies on, on the CPU: with equal support weights, the
+/// meta-gradient with no inner step and the support pairs as the query is PyTorch's
+/// `task0.support_grad`.
+#[test]
+fn support_grad_as_query_pass_cpu_backend() {
+    let c = load("equal-wide");
+    let tasks = c.tasks(&c.w32);
+    let t0 = Task {
+        query_prefixes: tasks[0].support_prefixes,
+        query_labels: tasks[0].support_labels,
+        ..tasks[0]
+    };
+    let no_step = InnerLoop {
+        lr: c.inner32().lr,
+        steps: 0,
+    };
+    let mut cpu = Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap();
+    let mut g = vec![f32::NAN; c.layout.len];
+    cpu.meta_gradient(&[t0], &no_step, &mut g).unwrap();
+    c.check_params("task0.support_grad", &g, TOL32);
 }

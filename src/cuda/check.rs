@@ -1,7 +1,10 @@
 //! `recmaml gpu-check` (hidden): the CUDA backend against the CPU engine on fresh random tasks,
-//! per tensor: the meta-gradient, θ after two meta-steps (clip + Adam), the evaluation logits, and
-//! the same inputs giving the same bytes twice on the GPU. Host output buffers are poisoned (NaN)
-//! before each GPU call. Prints one table; any mismatch beyond the tolerance is an error.
+//! per tensor: the gradient of a split's loss at θ (no inner step), the adapted weights of the
+//! first and last task, the meta-gradient, θ after two meta-steps (clip + Adam), the evaluation
+//! logits, and the same inputs giving the same bytes twice on the GPU. Host output buffers and
+//! every device output and workspace buffer are poisoned (NaN) before each GPU call, so an
+//! element the kernels do not write fails the check. Prints one table; any mismatch beyond the
+//! tolerance is an error.
 
 use super::Cuda;
 use crate::backend::{Backend, InnerLoop, OuterConfig, Task};
@@ -17,7 +20,7 @@ pub struct GpuCheckArgs {
     /// Only the first (small) case, e.g. under compute-sanitizer.
     #[arg(long)]
     pub small: bool,
-    /// Largest accepted relative difference per tensor (max |gpu - cpu| / max |cpu|).
+    /// Largest accepted relative difference per tensor (||gpu - cpu|| / ||cpu||).
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
     /// Seed of the random tasks and weights.
@@ -35,30 +38,37 @@ const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
     (10000, 64, 128, 64, 20, 10, 5),
 ];
 
-/// max |a - b| / max |b| (0 when both are 0).
-fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
-    let num = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max);
-    let den = b.iter().map(|y| (*y as f64).abs()).fold(0.0, f64::max);
+/// The relative difference of `a` from `b`: `(||a - b|| / ||b||, max |a - b| / max |b|)`
+/// (L2 norms, as in the PyTorch fixtures' tolerance; the max-norm form is shown beside it).
+/// Infinite when `a` holds a NaN or an infinity (an unwritten, poisoned element).
+fn rel_diff(a: &[f32], b: &[f32]) -> (f64, f64) {
     if a.iter().any(|x| !x.is_finite()) {
-        return f64::INFINITY;
+        return (f64::INFINITY, f64::INFINITY);
     }
-    if den == 0.0 {
-        num
-    } else {
-        num / den
+    let (mut d2, mut b2, mut dmax, mut bmax) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x as f64, *y as f64);
+        d2 += (x - y) * (x - y);
+        b2 += y * y;
+        dmax = dmax.max((x - y).abs());
+        bmax = bmax.max(y.abs());
     }
+    let rel = |num: f64, den: f64| if den == 0.0 { num } else { num / den };
+    (rel(d2.sqrt(), b2.sqrt()), rel(dmax, bmax))
+}
+
+/// The relative difference of two scalars, in both columns.
+fn rel_scalar(a: f64, b: f64) -> (f64, f64) {
+    let d = ((a - b) / b).abs();
+    (d, d)
 }
 
 /// Runs the checks and prints the table.
 pub fn run(args: &GpuCheckArgs) -> Result<()> {
     let cases = if args.small { &CASES[..1] } else { &CASES[..] };
     println!(
-        "{:<34} {:<24} {:>12} {:>6}",
-        "case (V E H N K Q S)", "quantity", "rel diff", "ok"
+        "{:<26} {:<34} {:>11} {:>11} {:>5}",
+        "case (V E H N K Q S)", "quantity", "rel L2", "rel max", "ok"
     );
     let mut failures = 0;
     for (ci, &(v, e, h, n, k, q, s)) in cases.iter().enumerate() {
@@ -82,21 +92,62 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
         let outer = OuterConfig::adam(1e-3, 1.0);
         let mut cpu = Cpu::new(layout.clone(), theta.clone())?;
         let mut gpu = Cuda::new(layout.clone(), theta.clone())?;
+        gpu.set_poison(true);
         let label = format!("{v} {e} {h} {n} {k} {q} {s}");
-        let mut row = |what: &str, d: f64| {
+        let mut row = |what: &str, (d, dmax): (f64, f64)| {
             let ok = d <= args.tol;
             failures += usize::from(!ok);
             println!(
-                "{label:<34} {what:<24} {d:>12.3e} {:>6}",
+                "{label:<26} {what:<34} {d:>11.3e} {dmax:>11.3e} {:>5}",
                 if ok { "ok" } else { "FAIL" }
             );
         };
         let p = layout.len;
+        // The gradient of a split's loss at θ: the support pairs as the query, no inner step.
+        let at_theta: Vec<Task> = tasks
+            .iter()
+            .map(|t| Task {
+                query_prefixes: t.support_prefixes,
+                query_labels: t.support_labels,
+                ..*t
+            })
+            .collect();
+        let no_step = InnerLoop { lr: 0.05, steps: 0 };
+        let mut g_cpu = vec![0.0f32; p];
+        cpu.meta_gradient(&at_theta, &no_step, &mut g_cpu)?;
+        let mut g_gpu = vec![f32::NAN; p];
+        gpu.meta_gradient(&at_theta, &no_step, &mut g_gpu)?;
+        for t in &layout.tensors {
+            row(
+                &format!("grad at θ {}", t.name),
+                rel_diff(&g_gpu[t.range()], &g_cpu[t.range()]),
+            );
+        }
         let mut g_cpu = vec![0.0f32; p];
         let l_cpu = cpu.meta_gradient(&tasks, &inner, &mut g_cpu)?;
         let mut g_gpu = vec![f32::NAN; p];
         let l_gpu = gpu.meta_gradient(&tasks, &inner, &mut g_gpu)?;
-        row("meta-loss", ((l_gpu - l_cpu) / l_cpu).abs());
+        row("meta-loss", rel_scalar(l_gpu, l_cpu));
+        for i in [0, n - 1] {
+            let phi_gpu = gpu.adapted_params(&tasks, &inner, i)?;
+            let mut phi_cpu = vec![0.0f32; p];
+            let t = &tasks[i];
+            crate::cpu::adapt(
+                &layout,
+                &theta,
+                t,
+                t.support_weights,
+                inner.lr,
+                inner.steps,
+                &mut phi_cpu,
+            )?;
+            for ten in &layout.tensors {
+                row(
+                    &format!("task {i} adapted {}", ten.name),
+                    rel_diff(&phi_gpu[ten.range()], &phi_cpu[ten.range()]),
+                );
+            }
+        }
         for t in &layout.tensors {
             row(
                 &format!("grad {}", t.name),
@@ -109,14 +160,12 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
             .iter()
             .zip(&g_gpu)
             .all(|(a, b)| a.to_bits() == b.to_bits());
-        row("grad bytes, twice", if same { 0.0 } else { f64::INFINITY });
+        let d = if same { 0.0 } else { f64::INFINITY };
+        row("grad bytes, twice", (d, d));
         for _ in 0..2 {
             let a = cpu.meta_step(&tasks, &inner, &outer)?;
             let b = gpu.meta_step(&tasks, &inner, &outer)?;
-            row(
-                "grad norm",
-                ((b.grad_norm - a.grad_norm) / a.grad_norm).abs(),
-            );
+            row("grad norm", rel_scalar(b.grad_norm, a.grad_norm));
         }
         let (t_cpu, t_gpu) = (cpu.params()?, gpu.params()?);
         for t in &layout.tensors {

@@ -21,14 +21,8 @@ pub const SOURCES: [(&str, &str); 8] = [
 ];
 
 /// Every `extern "C"` entry point of the program.
-pub const ENTRY_POINTS: [&str; 12] = [
-    "embedding_forward",
-    "embedding_backward",
-    "gru_forward",
-    "gru_backward",
-    "output_ce_forward",
-    "output_ce_backward",
-    "sgd_forward",
+pub const ENTRY_POINTS: [&str; 6] = [
+    "transpose_out",
     "task_forward",
     "task_backward",
     "meta_grad_forward",
@@ -57,11 +51,30 @@ pub fn program_source() -> String {
     src
 }
 
-/// NVRTC options for `arch` (e.g. `compute_90`): no fast-math (`--use_fast_math` is never
-/// passed), IEEE division and square root, denormals kept; multiply-adds may be fused.
-pub fn compile_options(arch: &str) -> Vec<String> {
+/// Threads per block unless `RECMAML_CUDA_BLOCK` says otherwise.
+pub const DEFAULT_BLOCK: u32 = 1024;
+
+/// Threads per block: `RECMAML_CUDA_BLOCK` (a power of two in 64..=1024, for tuning runs) or
+/// [`DEFAULT_BLOCK`]; any other value is an error naming the variable.
+pub fn block_size() -> Result<u32> {
+    match std::env::var("RECMAML_CUDA_BLOCK") {
+        Err(_) => Ok(DEFAULT_BLOCK),
+        Ok(s) => match s.trim().parse::<u32>() {
+            Ok(b) if (64..=1024).contains(&b) && b.is_power_of_two() => Ok(b),
+            _ => Err(backend_err(format!(
+                "RECMAML_CUDA_BLOCK={s}: expected a power of two from 64 to 1024"
+            ))),
+        },
+    }
+}
+
+/// NVRTC options for `arch` (e.g. `compute_90`) and `block` threads per block: no fast-math
+/// (`--use_fast_math` is never passed), IEEE division and square root, denormals kept;
+/// multiply-adds may be fused.
+pub fn compile_options(arch: &str, block: u32) -> Vec<String> {
     vec![
         format!("--gpu-architecture={arch}"),
+        format!("-DRM_BLOCK={block}"),
         "--std=c++17".into(),
         "--ftz=false".into(),
         "--prec-div=true".into(),
@@ -105,14 +118,14 @@ fn nvrtc_missing() -> Error {
     )
 }
 
-/// Compiles the program to PTX for `arch` (e.g. `compute_90`). A compile error carries NVRTC's
-/// log, which names the kernel file and line.
-pub fn compile_ptx(arch: &str) -> Result<cudarc::nvrtc::Ptx> {
+/// Compiles the program to PTX for `arch` (e.g. `compute_90`) and `block` threads per block. A
+/// compile error carries NVRTC's log, which names the kernel file and line.
+pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
     if !nvrtc_available() {
         return Err(nvrtc_missing());
     }
     let opts = cudarc::nvrtc::CompileOptions {
-        options: compile_options(arch),
+        options: compile_options(arch, block),
         name: Some("recmaml_kernels.cu".into()),
         ..Default::default()
     };

@@ -4,8 +4,8 @@
 //! cudarc loads the driver and NVRTC at run time, so the crate builds and runs without CUDA;
 //! [`Cuda::new`] then returns an [`Error::Backend`] that says what is missing.
 //!
-//! UNVERIFIED: these kernels have been compiled (NVRTC + ptxas, see tests/kernels_compile.rs)
-//! but not yet run on a GPU; `benches/gpu_check.sh` runs the checks against the CPU engine.
+//! `benches/gpu_check.sh` checks the kernels against the CPU engine and the PyTorch fixtures
+//! on a GPU; tests/kernels_compile.rs compiles them (NVRTC + ptxas) on machines without one.
 
 pub mod check;
 pub mod kernels;
@@ -16,14 +16,13 @@ use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, 
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+    PushKernelArg,
 };
 use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Threads per block (`RM_BLOCK` in common.cuh).
-const BLOCK: u32 = 256;
 /// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
 const NORM_BLOCKS: u32 = 256;
 /// Dynamic shared memory available without an opt-in.
@@ -52,6 +51,7 @@ unsafe impl cudarc::driver::ValidAsZeroBits for TaskDesc {}
 
 /// The kernels of the meta-iteration, looked up once.
 struct Kernels {
+    transpose_out: CudaFunction,
     task_forward: CudaFunction,
     task_backward: CudaFunction,
     meta_grad: CudaFunction,
@@ -77,6 +77,8 @@ pub struct Cuda {
     stream: Arc<CudaStream>,
     k: Kernels,
     theta: CudaSlice<f32>,
+    /// θ's output.weight transposed [H, V] (written by transpose_out before each task launch).
+    w_out_t: CudaSlice<f32>,
     grad: CudaSlice<f32>,
     m: CudaSlice<f32>,
     v: CudaSlice<f32>,
@@ -85,6 +87,13 @@ pub struct Cuda {
     step: u64,
     bufs: BatchBufs,
     device: String,
+    /// Threads per block (`RM_BLOCK` the kernels were compiled with).
+    block: u32,
+    /// CUDA events around the device work of a meta-step, and the last step's time between them.
+    events: (CudaEvent, CudaEvent),
+    last_ms: Option<f64>,
+    /// Fill every output and workspace buffer with NaN before each launch (checks).
+    poison: bool,
 }
 
 impl std::fmt::Debug for Cuda {
@@ -141,13 +150,24 @@ fn reserve<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
     Ok(())
 }
 
-fn grid(n: usize, cap: u32) -> LaunchConfig {
-    let blocks = (n.div_ceil(BLOCK as usize) as u32).clamp(1, cap);
+fn grid(n: usize, cap: u32, block: u32) -> LaunchConfig {
+    let blocks = (n.div_ceil(block as usize) as u32).clamp(1, cap);
     LaunchConfig {
         grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK, 1, 1),
+        block_dim: (block, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// Overwrites the first `n` elements of `buf` with NaN (all bits set).
+fn fill_nan(stream: &Arc<CudaStream>, buf: &mut CudaSlice<f32>, n: usize) -> Result<()> {
+    let n = n.min(buf.len());
+    if n > 0 {
+        stream
+            .memcpy_htod(&vec![f32::from_bits(u32::MAX); n], &mut buf.slice_mut(..n))
+            .map_err(drv("poisoning a buffer"))?;
+    }
+    Ok(())
 }
 
 impl Cuda {
@@ -193,8 +213,9 @@ impl Cuda {
             .compute_capability()
             .map_err(drv("reading the compute capability"))?;
         let arch = format!("compute_{major}{minor}");
+        let block = kernels::block_size()?;
         let t0 = Instant::now();
-        let ptx = kernels::compile_ptx(&arch)?;
+        let ptx = kernels::compile_ptx(&arch, block)?;
         let (nv_major, nv_minor) = kernels::nvrtc_version()?;
         let mut drv_version = 0;
         // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
@@ -203,7 +224,7 @@ impl Cuda {
             "compiled {} kernels for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
             kernels::ENTRY_POINTS.len(),
             t0.elapsed().as_secs_f64() * 1e3,
-            kernels::compile_options(&arch)
+            kernels::compile_options(&arch, block)
         ));
         let module = ctx.load_module(ptx).map_err(|e| {
             err(format!(
@@ -217,14 +238,23 @@ impl Cuda {
                 .map_err(|e| err(format!("kernel `{name}`: {e:?}")))
         };
         let k = Kernels {
+            transpose_out: f("transpose_out")?,
             task_forward: f("task_forward")?,
             task_backward: f("task_backward")?,
             meta_grad: f("meta_grad_forward")?,
             clip: f("clip_forward")?,
             adam: f("adam_forward")?,
         };
+        // SAFETY: one stream does all the work, so no cross-stream synchronisation is needed.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
+        let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let events = (
+            ctx.new_event(timing).map_err(drv("creating an event"))?,
+            ctx.new_event(timing).map_err(drv("creating an event"))?,
+        );
         let p = layout.len;
+        let n_out = layout.dims.n_items * layout.dims.hidden_dim;
         let z32 = |n: usize| {
             stream
                 .alloc_zeros::<f32>(n.max(1))
@@ -247,6 +277,7 @@ impl Cuda {
             layout,
             k,
             theta: theta_d,
+            w_out_t: z32(n_out)?,
             grad: z32(p)?,
             m: z32(p)?,
             v: z32(p)?,
@@ -257,8 +288,60 @@ impl Cuda {
             step: 0,
             bufs,
             device,
+            block,
+            events,
+            last_ms: None,
+            poison: false,
             stream,
         })
+    }
+
+    /// With `on`, every output and workspace buffer is filled with NaN before each launch, so an
+    /// element the kernels fail to write shows up as NaN in the results (`recmaml gpu-check`).
+    pub fn set_poison(&mut self, on: bool) {
+        self.poison = on;
+    }
+
+    /// Threads per block of the kernels.
+    pub fn block_size(&self) -> u32 {
+        self.block
+    }
+
+    /// Task `i`'s adapted weights as a dense flat vector (length P), read back from its
+    /// workspace after [`Backend::meta_gradient`] on the same `tasks` and `inner`: the fast GRU
+    /// block, embedding rows and output bias, and output.weight as θ's plus the SGD steps'
+    /// rank-1 terms. For checks against the CPU engine.
+    pub fn adapted_params(&self, tasks: &[Task], inner: &InnerLoop, i: usize) -> Result<Vec<f32>> {
+        let b = pack::pack(tasks, &self.dims, inner.steps, self.block)?;
+        let stride = b.ws.stride as usize;
+        let ws = self
+            .stream
+            .clone_dtoh(&self.bufs.ws.slice(i * stride..(i + 1) * stride))
+            .map_err(drv("reading a workspace"))?;
+        let mut phi = self.params()?;
+        let (l, d, t) = (&self.layout, &self.dims, &b.descs[i]);
+        let (e, h, v) = (d.e as usize, d.h as usize, d.v as usize);
+        let at = |off: u32, n: usize| &ws[off as usize..off as usize + n];
+        phi[l.w_ih().start..l.b_hh().end].copy_from_slice(at(b.ws.gru, d.gru_len as usize));
+        let ids = &b.ints[t.ids as usize..][..t.n_rows as usize];
+        let table = at(b.ws.table, ids.len() * e);
+        for (row, &id) in ids.iter().enumerate() {
+            let dst = l.embedding().start + id as usize * e;
+            phi[dst..dst + e].copy_from_slice(&table[row * e..(row + 1) * e]);
+        }
+        phi[l.out_b()].copy_from_slice(at(b.ws.bias, v));
+        let rank = inner.steps * t.support.n_seqs as usize;
+        let (lr_d, lr_g) = (at(b.ws.lr_d, rank * v), at(b.ws.lr_g, rank * h));
+        let w = &mut phi[l.out_w()];
+        for r in 0..rank {
+            for item in 0..v {
+                let c = lr_d[r * v + item];
+                for k in 0..h {
+                    w[item * h + k] += c * lr_g[r * h + k];
+                }
+            }
+        }
+        Ok(phi)
     }
 
     /// The device's name.
@@ -266,13 +349,21 @@ impl Cuda {
         &self.device
     }
 
-    /// Packs and uploads a batch; returns the task kernels' parameters and launch shape.
+    /// Packs and uploads a batch and launches transpose_out (θ's output.weight for the task
+    /// kernels); returns the task kernels' parameters and launch shape.
     fn load_batch(
         &mut self,
         tasks: &[Task],
         inner: &InnerLoop,
     ) -> Result<(TaskParams, LaunchConfig, pack::Batch)> {
-        let b = pack::pack(tasks, &self.dims, inner.steps)?;
+        if self.dims.h > self.block {
+            return Err(Error::Shape(format!(
+                "hidden size {} is larger than the CUDA kernels' {} threads per block \
+                 (RECMAML_CUDA_BLOCK)",
+                self.dims.h, self.block
+            )));
+        }
+        let b = pack::pack(tasks, &self.dims, inner.steps, self.block)?;
         let shared = b.ws.b_max as usize * self.dims.h as usize * 4;
         if shared > MAX_SHARED {
             return Err(Error::Shape(format!(
@@ -287,6 +378,22 @@ impl Cuda {
         let ws_len = b.ws.stride as usize * tasks.len();
         reserve(s, &mut self.bufs.ws, ws_len)?;
         reserve(s, &mut self.bufs.task_loss, tasks.len())?;
+        if self.poison {
+            fill_nan(s, &mut self.bufs.ws, ws_len)?;
+            fill_nan(s, &mut self.bufs.task_loss, tasks.len())?;
+            fill_nan(s, &mut self.grad, self.layout.len)?;
+            s.memcpy_htod(&[f64::NAN; 2], &mut self.stats)
+                .map_err(drv("poisoning a buffer"))?;
+        }
+        let n_out = self.w_out_t.len();
+        if self.poison {
+            fill_nan(s, &mut self.w_out_t, n_out)?;
+        }
+        let mut l = self.stream.launch_builder(&self.k.transpose_out);
+        l.arg(&self.dims).arg(&self.theta).arg(&mut self.w_out_t);
+        // SAFETY: matches transpose_out in output_ce.cu; w_out_t holds V * H floats.
+        unsafe { l.launch(grid(n_out, 1024, self.block)) }
+            .map_err(drv("launching transpose_out"))?;
         let params = TaskParams {
             d: self.dims,
             ws: b.ws,
@@ -297,7 +404,7 @@ impl Cuda {
         };
         let cfg = LaunchConfig {
             grid_dim: (tasks.len() as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
+            block_dim: (self.block, 1, 1),
             shared_mem_bytes: shared.max(4) as u32,
         };
         Ok((params, cfg, b))
@@ -311,6 +418,7 @@ impl Cuda {
         let mut l = self.stream.launch_builder(&self.k.task_backward);
         l.arg(&params)
             .arg(&self.theta)
+            .arg(&self.w_out_t)
             .arg(&bf.ints)
             .arg(&bf.descs)
             .arg(&bf.floats)
@@ -335,7 +443,7 @@ impl Cuda {
             .arg(&mut self.grad)
             .arg(&mut self.stats);
         // SAFETY: matches meta_grad_forward in meta_grad.cu.
-        unsafe { l.launch(grid(self.layout.len, 4096)) }
+        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
             .map_err(drv("launching meta_grad_forward"))?;
         Ok(())
     }
@@ -443,11 +551,15 @@ impl Backend for Cuda {
         inner: &InnerLoop,
         outer: &OuterConfig,
     ) -> Result<MetaStepStats> {
+        self.events
+            .0
+            .record(&self.stream)
+            .map_err(drv("recording an event"))?;
         self.launch_meta_gradient(tasks, inner)?;
         let ap = self.adam_params(outer);
         let cfg = LaunchConfig {
             grid_dim: (NORM_BLOCKS, 1, 1),
-            block_dim: (BLOCK, 1, 1),
+            block_dim: (self.block, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut l = self.stream.launch_builder(&self.k.clip);
@@ -463,11 +575,22 @@ impl Backend for Cuda {
             .arg(&self.partials)
             .arg(&mut self.stats);
         // SAFETY: matches adam_forward in adam.cu.
-        unsafe { l.launch(grid(self.layout.len, 4096)) }.map_err(drv("launching adam_forward"))?;
+        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
+            .map_err(drv("launching adam_forward"))?;
+        self.events
+            .1
+            .record(&self.stream)
+            .map_err(drv("recording an event"))?;
         let stats = self
             .stream
             .clone_dtoh(&self.stats)
             .map_err(drv("reading the step's statistics"))?;
+        self.last_ms = Some(
+            self.events
+                .0
+                .elapsed_ms(&self.events.1)
+                .map_err(drv("reading the step's device time"))? as f64,
+        );
         let (meta_loss, grad_norm) = (stats[0], stats[1]);
         if meta_loss.is_finite() && grad_norm.is_finite() {
             self.step += 1;
@@ -478,15 +601,24 @@ impl Backend for Cuda {
         })
     }
 
+    fn last_step_device_ms(&self) -> Option<f64> {
+        self.last_ms
+    }
+
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
         let (params, cfg, b) = self.load_batch(tasks, inner)?;
         let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
         let bf = &mut self.bufs;
         reserve(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;
         reserve(&self.stream, &mut bf.eval_loss, 2 * n)?;
+        if self.poison {
+            fill_nan(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;
+            fill_nan(&self.stream, &mut bf.eval_loss, 2 * n)?;
+        }
         let mut l = self.stream.launch_builder(&self.k.task_forward);
         l.arg(&params)
             .arg(&self.theta)
+            .arg(&self.w_out_t)
             .arg(&bf.ints)
             .arg(&bf.descs)
             .arg(&bf.floats)

@@ -91,8 +91,15 @@ fn pack_split(
     Ok(s)
 }
 
-/// Lays out the per-task workspace for the largest task; returns the layout.
-fn workspace(d: &Dims, u_max: usize, t_max: usize, b_max: usize, r_max: usize) -> Result<WsLayout> {
+/// Lays out the per-task workspace for the largest task and `block` threads per block.
+fn workspace(
+    d: &Dims,
+    u_max: usize,
+    t_max: usize,
+    b_max: usize,
+    r_max: usize,
+    block: usize,
+) -> Result<WsLayout> {
     let (v, e, h, g) = (d.v as usize, d.e as usize, d.h as usize, d.gru_len as usize);
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<u32> {
@@ -121,17 +128,21 @@ fn workspace(d: &Dims, u_max: usize, t_max: usize, b_max: usize, r_max: usize) -
         lse: take(b_max)?,
         loss: take(b_max)?,
         coef: take(b_max * r_max.max(1))?,
+        gru_t: take(3 * h * (e + h))?,
+        rowsum: take(u_max * 3 * h)?,
+        red: take(block * b_max)?,
         b_max: to_u32(b_max, "sequences per split")?,
         r_max: to_u32(r_max.max(1), "low-rank terms")?,
+        pad_: 0,
         stride: 0,
     };
     ws.stride = at as u64;
     Ok(ws)
 }
 
-/// Packs `tasks` (checked like the CPU engine checks them) for a model of sizes `d` and an inner
-/// loop of `steps` steps.
-pub fn pack(tasks: &[Task], d: &Dims, steps: usize) -> Result<Batch> {
+/// Packs `tasks` (checked like the CPU engine checks them) for a model of sizes `d`, an inner
+/// loop of `steps` steps and kernels of `block` threads per block.
+pub fn pack(tasks: &[Task], d: &Dims, steps: usize, block: u32) -> Result<Batch> {
     if tasks.is_empty() {
         return Err(Error::Shape("a meta-batch needs at least one task".into()));
     }
@@ -209,7 +220,7 @@ pub fn pack(tasks: &[Task], d: &Dims, steps: usize) -> Result<Batch> {
     b.ints.extend_from_slice(&starts);
     b.ints.extend_from_slice(&pairs);
     to_u32(b.ints.len(), "batch size")?;
-    b.ws = workspace(d, u_max, t_max, b_max, steps * k_max)?;
+    b.ws = workspace(d, u_max, t_max, b_max, steps * k_max, block as usize)?;
     Ok(b)
 }
 
@@ -283,7 +294,7 @@ mod tests {
             },
         ];
         let d = dims();
-        let b = pack(&tasks, &d, 3).unwrap();
+        let b = pack(&tasks, &d, 3, 256).unwrap();
         for (t, desc) in tasks.iter().zip(&b.descs) {
             let ids = &b.ints[desc.ids as usize..][..desc.n_rows as usize];
             assert!(ids.windows(2).all(|w| w[0] < w[1]));
@@ -356,8 +367,8 @@ mod tests {
             query_prefixes: &sp,
             query_labels: &[1],
         };
-        let err = pack(&[t], &dims(), 1).unwrap_err().to_string();
+        let err = pack(&[t], &dims(), 1, 256).unwrap_err().to_string();
         assert!(err.contains("task 0") && err.contains("50"), "{err}");
-        assert!(pack(&[], &dims(), 1).is_err());
+        assert!(pack(&[], &dims(), 1, 256).is_err());
     }
 }

@@ -76,8 +76,12 @@ pub struct WsLayout {
     pub lse: u32,
     pub loss: u32,
     pub coef: u32,
+    pub gru_t: u32,
+    pub rowsum: u32,
+    pub red: u32,
     pub b_max: u32,
     pub r_max: u32,
+    pub pad_: u32,
 }
 
 /// Arguments of `task_forward` / `task_backward`.
@@ -123,12 +127,13 @@ pub struct AdamParams {
 const _: () = assert!(std::mem::size_of::<SplitDesc>() == 32);
 const _: () = assert!(std::mem::size_of::<TaskDesc>() == 80);
 const _: () = assert!(std::mem::size_of::<Dims>() == 48);
-const _: () = assert!(std::mem::size_of::<WsLayout>() == 96);
-const _: () = assert!(std::mem::size_of::<TaskParams>() == 160);
-const _: () = assert!(std::mem::size_of::<ReduceParams>() == 160);
+const _: () = assert!(std::mem::size_of::<WsLayout>() == 112);
+const _: () = assert!(std::mem::size_of::<TaskParams>() == 176);
+const _: () = assert!(std::mem::size_of::<ReduceParams>() == 176);
 const _: () = assert!(std::mem::size_of::<AdamParams>() == 40);
 
 // SAFETY: plain-old-data `#[repr(C)]` structs of integers and floats, laid out as their C mirrors.
+unsafe impl cudarc::driver::DeviceRepr for Dims {}
 unsafe impl cudarc::driver::DeviceRepr for TaskDesc {}
 unsafe impl cudarc::driver::DeviceRepr for TaskParams {}
 unsafe impl cudarc::driver::DeviceRepr for ReduceParams {}
