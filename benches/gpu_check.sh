@@ -10,9 +10,11 @@
 #                binary's CUDA tests with RECMAML_REQUIRE_CUDA=1;
 #   memcheck, racecheck   compute-sanitizer over `gpu-check --small`;
 #   bench        `recmaml bench --backend cuda` on the reference configuration (CUDA events,
-#                median of 1000 iterations after 20 warm-up), and at 256 / 512 threads per block;
+#                median of 1000 iterations after 20 warm-up); variants with w_hh in global memory
+#                and with the task kernel's phase counters (RECMAML_CUDA_PROFILE=1);
 #   train        a full training run of configs/recency_maml.toml (3000 iterations, validation
 #                every 100) on the CUDA backend, wall time (data/synth must be there);
+#   pretrain     `recmaml pretrain` of the same configuration on the CUDA backend, wall time;
 #   compare      with --compare: benches/compare.sh --backend cuda (PyTorch CUDA, same batches);
 # then prints one table. Exit status 0 only when every check passed.
 #
@@ -114,7 +116,8 @@ else
   note ceilings "SKIPPED: no PyTorch with CUDA ($PY)"
 fi
 
-step gpu-vs-cpu 150 env RECMAML_LOG=debug "$BIN" gpu-check
+step gpu-vs-cpu 150 env RECMAML_LOG=debug "$BIN" gpu-check ||
+  step gpu-vs-cpu-gmem-whh 150 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" gpu-check
 if [ -n "$FIXT" ]; then
   step fixtures 120 env RECMAML_REQUIRE_CUDA=1 "$FIXT" cuda --test-threads 1
 else
@@ -122,10 +125,11 @@ else
 fi
 step bench 120 "$BIN" bench --backend cuda --warmup 20 --iters 200 --repeats 5 \
   ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench.json"
-for blk in ${RECMAML_CHECK_BLOCKS:-256 512}; do
-  step "bench-block$blk" 120 env RECMAML_CUDA_BLOCK=$blk "$BIN" bench --backend cuda --warmup 20 \
-    --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-block$blk.json"
-done
+# Variants (not pass/fail): w_hh in global memory instead of shared; the kernel's phase counters.
+step bench-gmem-whh 120 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" bench --backend cuda --warmup 20 \
+  --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-gmem-whh.json"
+step bench-profile 120 env RECMAML_CUDA_PROFILE=1 "$BIN" bench --backend cuda --warmup 20 \
+  --iters 200 --repeats 1 --json "$OUTDIR/bench-profile.json"
 if [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
   T0=$(date +%s.%N)
   if step train 60 "$BIN" train --config configs/recency_maml.toml --set run.backend=cuda \
@@ -135,6 +139,14 @@ if [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
     cp "$OUTDIR/train-run/results.json" "$OUTDIR/train-results.json" 2>/dev/null
   fi
   rm -rf "$OUTDIR/train-run"
+  T0=$(date +%s.%N)
+  if step pretrain 150 "$BIN" pretrain --config configs/recency_maml.toml --set run.backend=cuda \
+      --out "$OUTDIR/pretrain-run"; then
+    WALL=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    note "pretrain wall" "$(printf '%.2f s' "$WALL") (10 epochs on the GPU, evaluation on the CPU)"
+    cp "$OUTDIR/pretrain-run/pretrain.json" "$OUTDIR/pretrain.json" 2>/dev/null
+  fi
+  rm -rf "$OUTDIR/pretrain-run"
 else
   note train "SKIPPED: no data/synth (recmaml prepare --synthetic)"
 fi
@@ -148,7 +160,11 @@ fi
 if [ "$COMPARE" = 1 ]; then
   step compare 180 benches/compare.sh --backend cuda --recmaml "$BIN" --python "$PY" \
     --out "$OUTDIR/compare" --factors N --budget-s 4 --torch-threads 1 --iters 100 --repeats 3 --warmup 10
+  # One file (without the recorded workloads) instead of a folder of them.
+  [ -d "$OUTDIR/compare" ] && tar czf "$OUTDIR/compare.tgz" -C "$OUTDIR" --exclude workloads compare &&
+    rm -rf "$OUTDIR/compare"
 fi
+rm -f "$OUTDIR/step.out"
 
 echo
 {

@@ -32,6 +32,7 @@ struct SplitDesc {
     u32 labels;   // B global label ids
     u32 rows;     // U + 1 CSR starts, then the record indices of each local row, in order
     u32 weights;  // B loss weights (floats)
+    u32 mask;     // B * H multipliers of the final hidden states (dropout; floats), or RM_NONE
 };
 
 // One task of the meta-batch.
@@ -81,6 +82,9 @@ struct TaskParams {
     u32 steps;   // S inner SGD steps
     float lr;    // inner learning rate
     u32 q_max;   // row stride of the evaluation logits [N, 2, Q_max, V]
+    u32 smem_whh;  // 1: w_hh sits in shared memory after the B_max * H running states (padded
+                   // rows of H + 1 floats, conflict-free along rows and columns); 0: global
+    u32 pad_;
 };
 
 // Arguments of meta_grad_forward.
@@ -106,13 +110,44 @@ struct AdamParams {
     u32 pad_;
 };
 
-static_assert(sizeof(SplitDesc) == 32, "SplitDesc layout");
-static_assert(sizeof(TaskDesc) == 80, "TaskDesc layout");
+static_assert(sizeof(SplitDesc) == 36, "SplitDesc layout");
+static_assert(sizeof(TaskDesc) == 88, "TaskDesc layout");
 static_assert(sizeof(Dims) == 48, "Dims layout");
 static_assert(sizeof(WsLayout) == 112, "WsLayout layout");
-static_assert(sizeof(TaskParams) == 176, "TaskParams layout");
+static_assert(sizeof(TaskParams) == 184, "TaskParams layout");
 static_assert(sizeof(ReduceParams) == 176, "ReduceParams layout");
 static_assert(sizeof(AdamParams) == 40, "AdamParams layout");
+
+// Phase profile (compiled in only with -DRM_PROFILE, RECMAML_CUDA_PROFILE=1): thread 0 of each
+// of the first RM_PROF_TASKS blocks adds the clock cycles since its previous mark to the phase's
+// counter; every mark follows a barrier, so a phase's cycles are the whole block's.
+#define RM_PROF_TASKS 1024
+#define RM_PROF_CATS 8  // load, GRU input projection, GRU recurrence, output forward,
+                        // output backward, GRU backward through time, embedding, GRU gradient + SGD
+#ifdef RM_PROFILE
+__device__ u64 rm_prof[RM_PROF_TASKS * RM_PROF_CATS];
+__device__ u64 rm_prof_last[RM_PROF_TASKS];
+#define RM_MARK_START()                                                            \
+    do {                                                                           \
+        if (threadIdx.x == 0 && blockIdx.x < RM_PROF_TASKS)                        \
+            rm_prof_last[blockIdx.x] = clock64();                                  \
+    } while (0)
+#define RM_MARK(cat)                                                               \
+    do {                                                                           \
+        if (threadIdx.x == 0 && blockIdx.x < RM_PROF_TASKS) {                      \
+            u64 now = clock64();                                                   \
+            rm_prof[blockIdx.x * RM_PROF_CATS + (cat)] += now - rm_prof_last[blockIdx.x]; \
+            rm_prof_last[blockIdx.x] = now;                                        \
+        }                                                                          \
+    } while (0)
+#else
+#define RM_MARK_START() \
+    do {                \
+    } while (0)
+#define RM_MARK(cat) \
+    do {             \
+    } while (0)
+#endif
 
 __device__ __forceinline__ float rm_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 

@@ -37,10 +37,12 @@ __device__ __forceinline__ float rm_dot_strided(const float* wt, u32 stride, con
     return a0 + a1;
 }
 
-// Forward. `sh_h` is shared memory [B, H] (the running hidden states). Uses dgi [T, 3H] for the
-// input pre-activations (free until the backward) and pre [B, 3H] for W_hh h + b_hh.
+// Forward. `sh_h` is shared memory [B, H] (the running hidden states); `sh_w`, when not null,
+// shared memory [3H, H + 1] that receives w_hh (padded rows) for this split's forward and
+// backward. Uses dgi [T, 3H] for the input pre-activations (free until the backward) and
+// pre [B, 3H] for W_hh h + b_hh.
 __device__ void gru_forward_block(const Dims& d, const WsLayout& L, float* ws, const u32* ints,
-                                  const SplitDesc& s, float* sh_h) {
+                                  const SplitDesc& s, float* sh_h, float* sh_w) {
     const u32 h = d.h, e = d.e, g3 = 3 * h, b_n = s.n_seqs;
     const float* wt_ih = ws + L.gru_t;          // [E, 3H]
     const float* wt_hh = wt_ih + (u64)g3 * e;   // [H, 3H]
@@ -55,14 +57,21 @@ __device__ void gru_forward_block(const Dims& d, const WsLayout& L, float* ws, c
         xi[i] = b_ih[j] + rm_dot_strided(wt_ih + j, g3, table + (u64)tok[r] * e, e);
     }
     for (u32 i = threadIdx.x; i < b_n * h; i += blockDim.x) sh_h[i] = 0.0f;
+    if (sh_w) {
+        const float* w_hh = ws + L.gru + (u64)g3 * e;
+        for (u32 i = threadIdx.x; i < g3 * h; i += blockDim.x)
+            sh_w[(i / h) * (h + 1) + i % h] = w_hh[i];
+    }
     __syncthreads();
+    RM_MARK(1);
     for (u32 t = 0; t < s.max_len; ++t) {
         // Hidden pre-activations W_hh h + b_hh, one gate row of one sequence per thread.
         for (u32 i = threadIdx.x; i < b_n * g3; i += blockDim.x) {
             u32 b = i / g3, j = i % g3, start, len;
             rm_seq(ints, s, b, start, len);
             if (t >= len) continue;
-            gh[i] = b_hh[j] + rm_dot_strided(wt_hh + j, g3, sh_h + b * h, h);
+            gh[i] = b_hh[j] + (sh_w ? rm_dot_strided(sh_w + j * (h + 1), 1, sh_h + b * h, h)
+                                    : rm_dot_strided(wt_hh + j, g3, sh_h + b * h, h));
         }
         __syncthreads();
         // The cell, one hidden unit per thread.
@@ -89,14 +98,17 @@ __device__ void gru_forward_block(const Dims& d, const WsLayout& L, float* ws, c
         }
         __syncthreads();
     }
+    RM_MARK(2);
 }
 
 // Backward through time from dhlast [B, H]: fills dgi / dgh [T, 3H] per record. `sh_dh` is
-// shared memory [B, H] (z * dh of each sequence's last processed step). W_hh^T dgh is summed per
-// gate (three partial sums of H terms each, in pre [3, B, H]) by three threads per hidden unit,
-// and the partials are added where the step before reads them.
+// shared memory [B, H] (z * dh of each sequence's last processed step); `sh_w` the shared copy
+// of w_hh made by this split's forward, or null. W_hh^T dgh is summed per gate (three partial
+// sums of H terms each, in pre [3, B, H]) by three threads per hidden unit, and the partials are
+// added where the step before reads them.
 __device__ void gru_backward_time_block(const Dims& d, const WsLayout& L, float* ws,
-                                        const u32* ints, const SplitDesc& s, float* sh_dh) {
+                                        const u32* ints, const SplitDesc& s, float* sh_dh,
+                                        const float* sh_w) {
     const u32 h = d.h, e = d.e, g3 = 3 * h, b_n = s.n_seqs, bh = b_n * h;
     const float* w_hh = ws + L.gru + (u64)g3 * e;  // [3H, H]
     float* part = ws + L.pre;
@@ -135,7 +147,8 @@ __device__ void gru_backward_time_block(const Dims& d, const WsLayout& L, float*
             rm_seq(ints, s, b, start, len);
             if ((u32)t >= len) continue;
             const float* dgh = ws + L.dgh + (u64)(start + t) * g3 + (u64)g * h;
-            part[i] = rm_dot_strided(w_hh + (u64)g * h * h + k, h, dgh, h);
+            part[i] = sh_w ? rm_dot_strided(sh_w + g * h * (h + 1) + k, h + 1, dgh, h)
+                           : rm_dot_strided(w_hh + (u64)g * h * h + k, h, dgh, h);
         }
         __syncthreads();
     }

@@ -1,9 +1,15 @@
 // The whole per-task computation of a meta-iteration in one persistent block per task: load the
 // fast weights from θ, S inner SGD steps on the weighted support loss (GRU forward, output + CE,
 // backward through output, time and embedding rows, SGD), then the query pass at the adapted
-// weights. All N tasks in one launch (grid = N). Dynamic shared memory: B_max * H floats.
+// weights. All N tasks in one launch (grid = N). Dynamic shared memory: B_max * H floats, then
+// (with smem_whh) w_hh as 3H rows of H + 1 floats.
 // `w_out_t` is θ's output.weight transposed (transpose_out, launched just before).
 #include "common.cuh"
+
+// The shared copy of w_hh, or null (see TaskParams::smem_whh).
+__device__ __forceinline__ float* task_sh_w(const TaskParams& p, float* sh) {
+    return p.smem_whh ? sh + p.ws.b_max * p.d.h : nullptr;
+}
 
 // Copies θ's GRU block (and the transposed weight matrices), the task's embedding rows and the
 // output bias into the workspace.
@@ -19,14 +25,22 @@ __device__ void task_load(const TaskParams& p, const float* theta, const u32* in
     embedding_forward_block(ws + p.ws.table, theta + d.off_emb, ints + t.ids, t.n_rows, d.e);
     for (u32 i = threadIdx.x; i < d.v; i += blockDim.x) ws[p.ws.bias + i] = theta[d.off_bout + i];
     __syncthreads();
+    RM_MARK(0);
 }
 
 // Forward of a split at the current fast weights (rank low-rank terms); the loss in thread 0.
 __device__ float task_split_forward(const TaskParams& p, const float* w_out_t, const u32* ints,
                                     const float* fl, const SplitDesc& s, float* ws, float* sh,
                                     u32 rank) {
-    gru_forward_block(p.d, p.ws, ws, ints, s, sh);
-    return output_ce_forward_block(p.d, p.ws, ws, w_out_t, ints, fl, s, rank);
+    gru_forward_block(p.d, p.ws, ws, ints, s, sh, task_sh_w(p, sh));
+    if (s.mask != RM_NONE) {  // dropout on the final hidden states (pretraining)
+        for (u32 i = threadIdx.x; i < s.n_seqs * p.d.h; i += blockDim.x)
+            ws[p.ws.hlast + i] *= fl[s.mask + i];
+        __syncthreads();
+    }
+    float loss = output_ce_forward_block(p.d, p.ws, ws, w_out_t, ints, fl, s, rank);
+    RM_MARK(3);
+    return loss;
 }
 
 // Backward of the last forward of split s. With `update`, one SGD step on the fast weights
@@ -38,10 +52,18 @@ __device__ void task_split_backward(const TaskParams& p, const float* theta, con
     const Dims& d = p.d;
     const WsLayout& L = p.ws;
     output_ce_backward_block(d, L, ws, theta + d.off_wout, ints, fl, s, rank);
-    gru_backward_time_block(d, L, ws, ints, s, sh);
+    if (s.mask != RM_NONE) {
+        for (u32 i = threadIdx.x; i < s.n_seqs * d.h; i += blockDim.x)
+            ws[L.dhlast + i] *= fl[s.mask + i];
+        __syncthreads();
+    }
+    RM_MARK(4);
+    gru_backward_time_block(d, L, ws, ints, s, sh, task_sh_w(p, sh));
+    RM_MARK(5);
     // The embedding gradient reads w_ih: it ends with a barrier, before the GRU block is updated.
     embedding_backward_block(ws + L.dtable, ws + L.rowsum, ws + L.dgi, ws + L.gru,
                              ints + s.rows, t.n_rows, t.padding_row, d.e, d.h);
+    RM_MARK(6);
     gru_backward_params_block(d, L, ws, ints, s, p.lr, update);
     if (update) {
         sgd_lowrank_block(d, L, ws, s.n_seqs, rank, p.lr);
@@ -51,6 +73,7 @@ __device__ void task_split_backward(const TaskParams& p, const float* theta, con
         sgd_block(ws + L.table, ws + L.dtable, t.n_rows * d.e, p.lr);
     }
     __syncthreads();
+    RM_MARK(7);
 }
 
 // Copies the split's logits [B, V] to out (row stride V).
@@ -66,6 +89,7 @@ extern "C" __global__ void __launch_bounds__(RM_BLOCK)
     extern __shared__ float sh[];
     const TaskDesc& t = descs[blockIdx.x];
     float* ws = ws_all + blockIdx.x * p.ws.stride;
+    RM_MARK_START();
     task_load(p, theta, ints, t, ws);
     u32 rank = 0;
     for (u32 step = 0; step < p.steps; ++step) {
@@ -89,6 +113,7 @@ extern "C" __global__ void __launch_bounds__(RM_BLOCK)
     float* ws = ws_all + blockIdx.x * p.ws.stride;
     const u64 slot = (u64)p.q_max * p.d.v;
     float* out = logits_out + blockIdx.x * 2 * slot;
+    RM_MARK_START();
     task_load(p, theta, ints, t, ws);
     float zero = task_split_forward(p, w_out_t, ints, fl, t.query, ws, sh, 0);
     task_copy_logits(p, ws, t.query.n_seqs, out);

@@ -136,4 +136,14 @@ pub trait Backend {
     fn last_step_device_ms(&self) -> Option<f64> {
         None
     }
+    /// Clears the kernels' phase counters, where the backend has them (CUDA with
+    /// `RECMAML_CUDA_PROFILE=1`).
+    fn reset_profile(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The phase counters (clock cycles per task and phase, see
+    /// `crate::cuda::kernels::PROFILE_PHASES`) since the last reset; `None` without them.
+    fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
+        Ok(None)
+    }
 }

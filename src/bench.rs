@@ -127,6 +127,37 @@ pub struct BenchResult {
     pub floor_ms: Option<f64>,
     /// floor_ms over the measured time per iteration (device time where measured).
     pub fraction_of_floor: Option<f64>,
+    /// With `RECMAML_CUDA_PROFILE=1` on the CUDA backend: clock cycles per meta-iteration spent in
+    /// each phase of the task kernel, averaged over the tasks of the timed iterations.
+    pub phase_cycles: Option<Vec<PhaseCycles>>,
+}
+
+/// One phase of the task kernel's profile.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseCycles {
+    pub phase: String,
+    pub cycles_per_iter: f64,
+    pub share: f64,
+}
+
+/// Per phase, the cycles per iteration averaged over the first `n` tasks' counters.
+fn phase_summary(counters: &[Vec<u64>], n: usize, iters: usize) -> Vec<PhaseCycles> {
+    let tasks = &counters[..n.min(counters.len())];
+    let per: Vec<f64> = (0..crate::cuda::kernels::PROFILE_PHASES.len())
+        .map(|c| {
+            tasks.iter().map(|t| t[c] as f64).sum::<f64>() / (tasks.len() * iters).max(1) as f64
+        })
+        .collect();
+    let total: f64 = per.iter().sum();
+    crate::cuda::kernels::PROFILE_PHASES
+        .iter()
+        .zip(per)
+        .map(|(name, c)| PhaseCycles {
+            phase: name.to_string(),
+            cycles_per_iter: c,
+            share: if total > 0.0 { c / total } else { 0.0 },
+        })
+        .collect()
 }
 
 /// A prefix length with median about 3 and p90 about 19 (a discretised log-normal), in `1..=cap`.
@@ -516,6 +547,7 @@ pub fn run_config(
     for b in &batches[..args.warmup] {
         backend.meta_step(&tasks_of(b), &inner, &outer)?;
     }
+    backend.reset_profile()?;
     let bytes: f64 = batches
         .iter()
         .map(|b| min_bytes_per_iteration(&tasks_of(b), ParamLayout::new(dims).len))
@@ -534,6 +566,9 @@ pub fn run_config(
     }
     per_iter_ms.sort_by(f64::total_cmp);
     let ms = per_iter_ms[per_iter_ms.len() / 2];
+    let phase_cycles = backend
+        .profile()?
+        .map(|c| phase_summary(&c, cfg.n, args.iters * args.repeats));
     device_ms.sort_by(f64::total_cmp);
     let dev = device_ms.get(device_ms.len() / 2).copied();
     let floor_ms = match (args.peak_gflops, args.peak_gbps) {
@@ -569,6 +604,7 @@ pub fn run_config(
         device_iters_per_sec: dev.map(|d| 1e3 / d),
         floor_ms,
         fraction_of_floor: floor_ms.map(|f| f / dev.unwrap_or(ms)),
+        phase_cycles,
     })
 }
 
@@ -686,6 +722,17 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
             r.iters * r.repeats,
             1e3 / d
         );
+    }
+    if let Some(phases) = &r.phase_cycles {
+        println!("task kernel phases (clock cycles per iteration, mean over tasks):");
+        for p in phases {
+            println!(
+                "  {:<24} {:>12.0} {:>6.1}%",
+                p.phase,
+                p.cycles_per_iter,
+                100.0 * p.share
+            );
+        }
     }
     if let (Some(f), Some(frac)) = (r.floor_ms, r.fraction_of_floor) {
         println!(

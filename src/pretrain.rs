@@ -217,15 +217,8 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
-/// Trains the global model on `pairs` from `theta` (flat layout) in place; returns the per-epoch
-/// mean train loss.
-pub fn fit(
-    layout: &ParamLayout,
-    theta: &mut [f32],
-    pairs: &PairSet,
-    s: &PretrainSettings,
-    quiet: bool,
-) -> Result<Vec<EpochLog>> {
+/// The checks every pretraining run makes on its pairs.
+fn check_pairs(layout: &ParamLayout, pairs: &PairSet) -> Result<()> {
     if pairs.labels.is_empty() {
         return Err(Error::data(&pairs.path, None, None, "no pairs to train on"));
     }
@@ -237,22 +230,25 @@ pub fn fit(
             layout.dims.n_items
         )));
     }
-    let h = layout.dims.hidden_dim;
+    Ok(())
+}
+
+/// The training loop shared by both backends: each epoch shuffles the pairs with the run's seed,
+/// cuts them into batches, draws each batch's dropout multipliers (`[batch, H]`, in batch order)
+/// and calls `step(batch, mask)`, which takes one Adam step and returns the batch's mean loss.
+fn fit_with(
+    pairs: &PairSet,
+    s: &PretrainSettings,
+    h: usize,
+    quiet: bool,
+    mut step: impl FnMut(&[usize], &[f32]) -> Result<f64>,
+) -> Result<Vec<EpochLog>> {
     let n = pairs.labels.len();
     let steps_per_epoch = n.div_ceil(s.batch_size);
     let mut rng = Rng::new(s.seed ^ 0x5052_4554_5241_494e); // "PRETRAIN"
-    let adam = Adam::<f32> {
-        lr: s.lr as f32,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-    };
-    let mut state = AdamState::zeros(layout.len);
-    let mut grad = vec![0.0f32; layout.len];
-    let mut out_wt = vec![0.0f32; layout.dims.n_items * h];
-    let mut chunks: Vec<ChunkWs> = (0..CHUNKS).map(|_| ChunkWs::default()).collect();
     let keep = 1.0 - s.dropout;
     let mut order: Vec<usize> = (0..n).collect();
+    let mut mask = Vec::new();
     let mut logs = Vec::new();
     let mut progress = Progress::new(
         "pretrain",
@@ -265,44 +261,17 @@ pub fn fit(
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         for (bi, batch) in order.chunks(s.batch_size).enumerate() {
-            let (v, hd) = (layout.dims.n_items, h);
-            transpose(&mut out_wt, &theta[layout.out_w()], v, hd);
-            let scale = 1.0 / batch.len() as f32;
-            let per = batch.len().div_ceil(CHUNKS);
-            // Dropout masks drawn in batch order, before the parallel part.
-            for (ws, idx) in chunks.iter_mut().zip(batch.chunks(per)) {
-                ws.mask.clear();
-                ws.mask.extend((0..idx.len() * hd).map(|_| {
-                    if s.dropout == 0.0 {
-                        1.0
-                    } else if rng.next_f64() < keep {
-                        (1.0 / keep) as f32
-                    } else {
-                        0.0
-                    }
-                }));
-            }
-            let g = Global {
-                layout,
-                theta,
-                out_wt: &out_wt,
-            };
-            let used = batch.chunks(per).count();
-            chunks[..used]
-                .par_iter_mut()
-                .zip(batch.par_chunks(per))
-                .for_each(|(ws, idx)| {
-                    let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
-                    let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
-                    chunk_grad(ws, &g, &labels, scale, s.max_prefix_len, &pref);
-                });
-            grad.copy_from_slice(&chunks[0].grad);
-            for ws in &chunks[1..used] {
-                for (a, &b) in grad.iter_mut().zip(&ws.grad) {
-                    *a += b;
+            mask.clear();
+            mask.extend((0..batch.len() * h).map(|_| {
+                if s.dropout == 0.0 {
+                    1.0
+                } else if rng.next_f64() < keep {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
                 }
-            }
-            let loss: f64 = chunks[..used].iter().map(|w| w.loss).sum();
+            }));
+            let loss = step(batch, &mask)?;
             if !loss.is_finite() {
                 return Err(Error::Other(format!(
                     "pretraining diverged: non-finite loss at epoch {epoch}, batch {} (try a smaller pretrain.lr)",
@@ -310,8 +279,6 @@ pub fn fit(
                 )));
             }
             loss_sum += loss * batch.len() as f64;
-            state.step += 1;
-            adam_step(theta, &grad, &mut state.m, &mut state.v, state.step, &adam);
             progress.inc(1);
         }
         let log = EpochLog {
@@ -326,6 +293,126 @@ pub fn fit(
         logs.push(log);
     }
     progress.finish();
+    Ok(logs)
+}
+
+/// Trains the global model on `pairs` from `theta` (flat layout) in place on the CPU; returns the
+/// per-epoch mean train loss.
+pub fn fit(
+    layout: &ParamLayout,
+    theta: &mut [f32],
+    pairs: &PairSet,
+    s: &PretrainSettings,
+    quiet: bool,
+) -> Result<Vec<EpochLog>> {
+    check_pairs(layout, pairs)?;
+    let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
+    let adam = Adam::<f32> {
+        lr: s.lr as f32,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    let mut state = AdamState::zeros(layout.len);
+    let mut grad = vec![0.0f32; layout.len];
+    let mut out_wt = vec![0.0f32; v * h];
+    let mut chunks: Vec<ChunkWs> = (0..CHUNKS).map(|_| ChunkWs::default()).collect();
+    fit_with(pairs, s, h, quiet, |batch, mask| {
+        transpose(&mut out_wt, &theta[layout.out_w()], v, h);
+        let scale = 1.0 / batch.len() as f32;
+        let per = batch.len().div_ceil(CHUNKS);
+        for (ws, m) in chunks.iter_mut().zip(mask.chunks(per * h)) {
+            ws.mask.clear();
+            ws.mask.extend_from_slice(m);
+        }
+        let g = Global {
+            layout,
+            theta,
+            out_wt: &out_wt,
+        };
+        let used = batch.chunks(per).count();
+        chunks[..used]
+            .par_iter_mut()
+            .zip(batch.par_chunks(per))
+            .for_each(|(ws, idx)| {
+                let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
+                let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
+                chunk_grad(ws, &g, &labels, scale, s.max_prefix_len, &pref);
+            });
+        grad.copy_from_slice(&chunks[0].grad);
+        for ws in &chunks[1..used] {
+            for (a, &b) in grad.iter_mut().zip(&ws.grad) {
+                *a += b;
+            }
+        }
+        let loss: f64 = chunks[..used].iter().map(|w| w.loss).sum();
+        if loss.is_finite() {
+            state.step += 1;
+            adam_step(theta, &grad, &mut state.m, &mut state.v, state.step, &adam);
+        }
+        Ok(loss)
+    })
+}
+
+/// Pairs per task of a pretraining batch on the GPU (a batch of 256 runs as 32 blocks).
+const GPU_CHUNK: usize = 8;
+
+/// [`fit`] on the CUDA backend: the same batches, dropout multipliers and Adam steps, each batch
+/// run by the meta-iteration's kernels as tasks of [`GPU_CHUNK`] pairs with no inner step
+/// ([`Cuda::pretrain_step`](crate::cuda::Cuda::pretrain_step)). Sums run in another order than
+/// on the CPU, so the weights agree to rounding, not bit for bit.
+pub fn fit_cuda(
+    layout: &ParamLayout,
+    theta: &mut [f32],
+    pairs: &PairSet,
+    s: &PretrainSettings,
+    quiet: bool,
+) -> Result<Vec<EpochLog>> {
+    use crate::backend::{Backend, OuterConfig, Task};
+    use crate::cuda::pack::QueryOverride;
+    check_pairs(layout, pairs)?;
+    let h = layout.dims.hidden_dim;
+    let mut gpu = crate::cuda::Cuda::new(layout.clone(), theta.to_vec())?;
+    let outer = OuterConfig::adam(s.lr as f32, f32::INFINITY);
+    let cap = s.max_prefix_len;
+    let logs = fit_with(pairs, s, h, quiet, |batch, mask| {
+        let w = 1.0 / batch.len() as f32;
+        let cut: Vec<Vec<Vec<u32>>> = batch
+            .chunks(GPU_CHUNK)
+            .map(|idx| {
+                idx.iter()
+                    .map(|&i| {
+                        let p = &pairs.prefixes[i];
+                        p[p.len().saturating_sub(cap)..].to_vec()
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<Vec<u32>> = batch
+            .chunks(GPU_CHUNK)
+            .map(|idx| idx.iter().map(|&i| pairs.labels[i]).collect())
+            .collect();
+        let weights: Vec<Vec<f32>> = labels.iter().map(|l| vec![w; l.len()]).collect();
+        let tasks: Vec<Task> = (0..cut.len())
+            .map(|c| Task {
+                support_prefixes: &cut[c],
+                support_labels: &labels[c],
+                support_weights: &weights[c],
+                query_prefixes: &cut[c],
+                query_labels: &labels[c],
+            })
+            .collect();
+        let over: Vec<QueryOverride> = weights
+            .iter()
+            .zip(mask.chunks(GPU_CHUNK * h))
+            .map(|(w, m)| QueryOverride {
+                weights: w,
+                mask: (s.dropout > 0.0).then_some(m),
+            })
+            .collect();
+        gpu.pretrain_step(&tasks, &over, &outer)
+    })?;
+    theta.copy_from_slice(&gpu.params()?);
     Ok(logs)
 }
 
@@ -499,12 +586,6 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
             "no train pairs file given (pairs_train.parquet from `recmaml prepare`)",
         ));
     }
-    if cfg.run.backend == "cuda" {
-        return Err(Error::config(
-            "run.backend",
-            "pretraining runs on the CPU backend only so far (see the README's GPU status)",
-        ));
-    }
     let pairs = data::read_pair_file(Path::new(&cfg.data.pairs_train), None)?;
     let v = pairs.n_items;
     let dims = ModelDims {
@@ -515,10 +596,27 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
     let layout = ParamLayout::new(dims);
     let mut theta = crate::model::init::init_params(&layout, cfg.run.seed);
     let settings = PretrainSettings::from_config(cfg);
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let before = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
-    let epochs = fit(&layout, &mut theta, &pairs, &settings, quiet)?;
+    let backend = match cfg.run.backend.as_str() {
+        "cpu" => "cpu",
+        "cuda" => "cuda",
+        "auto" if crate::cuda::device_available() => "cuda",
+        "auto" => "cpu",
+        other => {
+            return Err(Error::config(
+                "run.backend",
+                format!("`{other}` is not one of {:?}", crate::config::BACKENDS),
+            ))
+        }
+    };
+    let epochs = if backend == "cuda" {
+        fit_cuda(&layout, &mut theta, &pairs, &settings, quiet)?
+    } else {
+        fit(&layout, &mut theta, &pairs, &settings, quiet)?
+    };
     let after = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
+    // The folder is made only now, so a run that cannot start (no GPU, bad pairs) leaves none.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let ck = out.join(CHECKPOINT_NAME);
     let mut meta = BTreeMap::new();
     meta.insert(
@@ -541,7 +639,7 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
         n_pairs: pairs.labels.len(),
         dims,
         settings,
-        backend: "cpu".into(),
+        backend: backend.into(),
         epochs,
         train_loss_before: before,
         train_loss_after: after,

@@ -26,6 +26,10 @@ pub struct GpuCheckArgs {
     /// Seed of the random tasks and weights.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Largest accepted relative difference of the weights after the pretraining check's 2
+    /// epochs (Adam steps amplify rounding differences, so this is looser than --tol).
+    #[arg(long, default_value_t = 1e-3)]
+    pub pretrain_tol: f64,
 }
 
 /// (V, E, H, N, K, Q, S) of the cases.
@@ -195,6 +199,9 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
             rel_diff(&flat(&e_gpu, true), &flat(&e_cpu, true)),
         );
     }
+    if !args.small {
+        failures += check_pretraining(args)?;
+    }
     if failures > 0 {
         return Err(Error::Backend {
             backend: "cuda".into(),
@@ -206,4 +213,64 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
     }
     println!("all GPU-vs-CPU checks passed (tolerance {})", args.tol);
     Ok(())
+}
+
+/// Pretraining on the GPU ([`crate::pretrain::fit_cuda`]) against the CPU ([`crate::pretrain::fit`])
+/// on generated pairs: 2 epochs, batch 64, dropout 0.2, prefixes cut to 20 items; the per-epoch
+/// mean losses within `tol`, the weights within `pretrain_tol`. Returns the number of failures.
+fn check_pretraining(args: &GpuCheckArgs) -> Result<usize> {
+    use crate::pretrain::{fit, fit_cuda, PretrainSettings};
+    let (v, e, h) = (300, 32, 64);
+    let eps = generate_episodes(120, 1, 6, v, 50, args.seed + 100);
+    let pairs = crate::data::PairSet {
+        path: "generated pairs".into(),
+        prefixes: eps
+            .iter()
+            .flat_map(|ep| ep.query_prefixes.clone())
+            .collect(),
+        labels: eps.iter().flat_map(|ep| ep.query_labels.clone()).collect(),
+        n_items: v,
+    };
+    let layout = ParamLayout::new(ModelDims {
+        n_items: v,
+        embed_dim: e,
+        hidden_dim: h,
+    });
+    let settings = PretrainSettings {
+        epochs: 2,
+        batch_size: 64,
+        lr: 1e-3,
+        dropout: 0.2,
+        max_prefix_len: 20,
+        seed: args.seed,
+    };
+    let theta = init_params(&layout, args.seed);
+    let (mut t_cpu, mut t_gpu) = (theta.clone(), theta);
+    let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true)?;
+    let l_gpu = fit_cuda(&layout, &mut t_gpu, &pairs, &settings, true)?;
+    let label = format!("pretrain V{v} E{e} H{h} {} pairs", pairs.labels.len());
+    let mut failures = 0;
+    let mut row = |what: &str, (d, dmax): (f64, f64), tol: f64| {
+        let ok = d <= tol;
+        failures += usize::from(!ok);
+        println!(
+            "{label:<26} {what:<34} {d:>11.3e} {dmax:>11.3e} {:>5}",
+            if ok { "ok" } else { "FAIL" }
+        );
+    };
+    for (a, b) in l_cpu.iter().zip(&l_gpu) {
+        row(
+            &format!("epoch {} train loss", a.epoch),
+            rel_scalar(b.train_loss, a.train_loss),
+            args.tol,
+        );
+    }
+    for t in &layout.tensors {
+        row(
+            &format!("θ after 2 epochs {}", t.name),
+            rel_diff(&t_gpu[t.range()], &t_cpu[t.range()]),
+            args.pretrain_tol,
+        );
+    }
+    Ok(failures)
 }

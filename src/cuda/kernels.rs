@@ -72,7 +72,7 @@ pub fn block_size() -> Result<u32> {
 /// (`--use_fast_math` is never passed), IEEE division and square root, denormals kept;
 /// multiply-adds may be fused.
 pub fn compile_options(arch: &str, block: u32) -> Vec<String> {
-    vec![
+    let mut o = vec![
         format!("--gpu-architecture={arch}"),
         format!("-DRM_BLOCK={block}"),
         "--std=c++17".into(),
@@ -80,8 +80,29 @@ pub fn compile_options(arch: &str, block: u32) -> Vec<String> {
         "--prec-div=true".into(),
         "--prec-sqrt=true".into(),
         "--fmad=true".into(),
-    ]
+    ];
+    if profiling() {
+        o.push("-DRM_PROFILE".into());
+    }
+    o
 }
+
+/// Whether `RECMAML_CUDA_PROFILE=1` asks for the kernels' phase counters (compiled in only then).
+pub fn profiling() -> bool {
+    std::env::var("RECMAML_CUDA_PROFILE").is_ok_and(|v| v == "1")
+}
+
+/// Names of the phase counters (`RM_PROF_CATS` in common.cuh, in order).
+pub const PROFILE_PHASES: [&str; 8] = [
+    "load",
+    "gru input projection",
+    "gru recurrence",
+    "output forward",
+    "output backward",
+    "gru backward (time)",
+    "embedding backward",
+    "gru gradient + sgd",
+];
 
 /// Whether an NVRTC library can be loaded (LD_LIBRARY_PATH, system paths). Never panics.
 pub fn nvrtc_available() -> bool {

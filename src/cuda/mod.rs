@@ -16,8 +16,8 @@ use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, 
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr,
+    LaunchConfig, PushKernelArg,
 };
 use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use std::time::Instant;
 /// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
 const NORM_BLOCKS: u32 = 256;
 /// Dynamic shared memory available without an opt-in.
-const MAX_SHARED: usize = 48 * 1024;
+const DEFAULT_SHARED: usize = 48 * 1024;
 
 fn err(msg: impl Into<String>) -> Error {
     Error::Backend {
@@ -94,6 +94,14 @@ pub struct Cuda {
     last_ms: Option<f64>,
     /// Fill every output and workspace buffer with NaN before each launch (checks).
     poison: bool,
+    /// Keep w_hh in shared memory during the recurrence when it fits (`RECMAML_CUDA_SMEM_WHH=0`
+    /// turns this off); the device's opt-in shared-memory limit per block, and the limit the task
+    /// kernels are currently set to.
+    smem_whh: bool,
+    smem_optin: usize,
+    smem_set: usize,
+    /// The loaded program (for the phase counters of RECMAML_CUDA_PROFILE=1).
+    module: Arc<CudaModule>,
 }
 
 impl std::fmt::Debug for Cuda {
@@ -213,6 +221,12 @@ impl Cuda {
             .compute_capability()
             .map_err(drv("reading the compute capability"))?;
         let arch = format!("compute_{major}{minor}");
+        let smem_optin = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(drv("reading the shared-memory limit"))?
+            .max(DEFAULT_SHARED as i32) as usize;
         let block = kernels::block_size()?;
         let t0 = Instant::now();
         let ptx = kernels::compile_ptx(&arch, block)?;
@@ -292,6 +306,10 @@ impl Cuda {
             events,
             last_ms: None,
             poison: false,
+            smem_whh: std::env::var("RECMAML_CUDA_SMEM_WHH").map_or(true, |v| v != "0"),
+            smem_optin,
+            smem_set: DEFAULT_SHARED,
+            module,
             stream,
         })
     }
@@ -355,6 +373,7 @@ impl Cuda {
         &mut self,
         tasks: &[Task],
         inner: &InnerLoop,
+        over: Option<&[pack::QueryOverride]>,
     ) -> Result<(TaskParams, LaunchConfig, pack::Batch)> {
         if self.dims.h > self.block {
             return Err(Error::Shape(format!(
@@ -363,13 +382,30 @@ impl Cuda {
                 self.dims.h, self.block
             )));
         }
-        let b = pack::pack(tasks, &self.dims, inner.steps, self.block)?;
-        let shared = b.ws.b_max as usize * self.dims.h as usize * 4;
-        if shared > MAX_SHARED {
+        let b = pack::pack_with(tasks, &self.dims, inner.steps, self.block, over)?;
+        let h = self.dims.h as usize;
+        let states = b.ws.b_max as usize * h * 4;
+        let with_w = states + 3 * h * (h + 1) * 4;
+        let (shared, smem_whh) = if self.smem_whh && with_w <= self.smem_optin {
+            (with_w, 1)
+        } else {
+            (states, 0)
+        };
+        if shared > self.smem_optin {
             return Err(Error::Shape(format!(
-                "{} sequences per split × H {} need {shared} bytes of shared memory per task; the CUDA kernels allow {MAX_SHARED}",
-                b.ws.b_max, self.dims.h
+                "{} sequences per split × H {h} need {shared} bytes of shared memory per task; this device allows {}",
+                b.ws.b_max, self.smem_optin
             )));
+        }
+        if shared > self.smem_set {
+            for f in [&self.k.task_forward, &self.k.task_backward] {
+                f.set_attribute(
+                    cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    shared as i32,
+                )
+                .map_err(drv("raising the kernels' shared-memory limit"))?;
+            }
+            self.smem_set = shared;
         }
         let s = &self.stream;
         upload(s, &mut self.bufs.ints, &b.ints)?;
@@ -401,6 +437,8 @@ impl Cuda {
             steps: inner.steps as u32,
             lr: inner.lr,
             q_max: b.q_max,
+            smem_whh,
+            pad_: 0,
         };
         let cfg = LaunchConfig {
             grid_dim: (tasks.len() as u32, 1, 1),
@@ -412,8 +450,15 @@ impl Cuda {
 
     /// Launches task_backward and meta_grad_forward: the meta-gradient in `self.grad`, the
     /// meta-loss in stats[0].
-    fn launch_meta_gradient(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<()> {
-        let (params, cfg, b) = self.load_batch(tasks, inner)?;
+    /// With `over`, the query splits' weights and masks are replaced and the task gradients are
+    /// summed (not averaged): the gradient of Σ_tasks Σ_pairs w · CE.
+    fn launch_meta_gradient(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        over: Option<&[pack::QueryOverride]>,
+    ) -> Result<()> {
+        let (params, cfg, b) = self.load_batch(tasks, inner, over)?;
         let bf = &mut self.bufs;
         let mut l = self.stream.launch_builder(&self.k.task_backward);
         l.arg(&params)
@@ -431,7 +476,11 @@ impl Cuda {
             ws: params.ws,
             n_tasks: params.n_tasks,
             item_csr: b.item_csr,
-            inv_n: 1.0f32 / tasks.len() as f32,
+            inv_n: if over.is_some() {
+                1.0
+            } else {
+                1.0f32 / tasks.len() as f32
+            },
             pad_: 0,
         };
         let mut l = self.stream.launch_builder(&self.k.meta_grad);
@@ -464,6 +513,80 @@ impl Cuda {
             eps: outer.eps,
             pad_: 0,
         }
+    }
+
+    /// One meta-step (meta-gradient with `over` as in [`Self::launch_meta_gradient`], clip, Adam).
+    fn step_with(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        outer: &OuterConfig,
+        over: Option<&[pack::QueryOverride]>,
+    ) -> Result<MetaStepStats> {
+        self.events
+            .0
+            .record(&self.stream)
+            .map_err(drv("recording an event"))?;
+        self.launch_meta_gradient(tasks, inner, over)?;
+        let ap = self.adam_params(outer);
+        let cfg = LaunchConfig {
+            grid_dim: (NORM_BLOCKS, 1, 1),
+            block_dim: (self.block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut l = self.stream.launch_builder(&self.k.clip);
+        l.arg(&ap).arg(&self.grad).arg(&mut self.partials);
+        // SAFETY: matches clip_forward in clip.cu; partials has NORM_BLOCKS elements.
+        unsafe { l.launch(cfg) }.map_err(drv("launching clip_forward"))?;
+        let mut l = self.stream.launch_builder(&self.k.adam);
+        l.arg(&ap)
+            .arg(&mut self.theta)
+            .arg(&self.grad)
+            .arg(&mut self.m)
+            .arg(&mut self.v)
+            .arg(&self.partials)
+            .arg(&mut self.stats);
+        // SAFETY: matches adam_forward in adam.cu.
+        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
+            .map_err(drv("launching adam_forward"))?;
+        self.events
+            .1
+            .record(&self.stream)
+            .map_err(drv("recording an event"))?;
+        let stats = self
+            .stream
+            .clone_dtoh(&self.stats)
+            .map_err(drv("reading the step's statistics"))?;
+        self.last_ms = Some(
+            self.events
+                .0
+                .elapsed_ms(&self.events.1)
+                .map_err(drv("reading the step's device time"))? as f64,
+        );
+        let (meta_loss, grad_norm) = (stats[0], stats[1]);
+        if meta_loss.is_finite() && grad_norm.is_finite() {
+            self.step += 1;
+        }
+        Ok(MetaStepStats {
+            meta_loss,
+            grad_norm,
+        })
+    }
+
+    /// One pretraining step of the global model: `chunks` are tasks whose query split is a chunk
+    /// of the batch (their support splits are not used: no inner step), `over` gives each chunk's
+    /// per-pair loss weights (1 / batch size) and dropout mask on the final hidden states. θ takes
+    /// one Adam step (`outer`) on the gradient of Σ w · CE. Returns that loss.
+    pub fn pretrain_step(
+        &mut self,
+        chunks: &[Task],
+        over: &[pack::QueryOverride],
+        outer: &OuterConfig,
+    ) -> Result<f64> {
+        let none = InnerLoop { lr: 0.0, steps: 0 };
+        let st = self.step_with(chunks, &none, outer, Some(over))?;
+        // meta_grad_forward reports the mean of the tasks' losses; each is already weighted.
+        Ok(st.meta_loss * chunks.len() as f64)
     }
 }
 
@@ -534,7 +657,7 @@ impl Backend for Cuda {
                 self.layout.len
             )));
         }
-        self.launch_meta_gradient(tasks, inner)?;
+        self.launch_meta_gradient(tasks, inner, None)?;
         self.stream
             .memcpy_dtoh(&self.grad, grad)
             .map_err(drv("reading the meta-gradient"))?;
@@ -551,62 +674,54 @@ impl Backend for Cuda {
         inner: &InnerLoop,
         outer: &OuterConfig,
     ) -> Result<MetaStepStats> {
-        self.events
-            .0
-            .record(&self.stream)
-            .map_err(drv("recording an event"))?;
-        self.launch_meta_gradient(tasks, inner)?;
-        let ap = self.adam_params(outer);
-        let cfg = LaunchConfig {
-            grid_dim: (NORM_BLOCKS, 1, 1),
-            block_dim: (self.block, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut l = self.stream.launch_builder(&self.k.clip);
-        l.arg(&ap).arg(&self.grad).arg(&mut self.partials);
-        // SAFETY: matches clip_forward in clip.cu; partials has NORM_BLOCKS elements.
-        unsafe { l.launch(cfg) }.map_err(drv("launching clip_forward"))?;
-        let mut l = self.stream.launch_builder(&self.k.adam);
-        l.arg(&ap)
-            .arg(&mut self.theta)
-            .arg(&self.grad)
-            .arg(&mut self.m)
-            .arg(&mut self.v)
-            .arg(&self.partials)
-            .arg(&mut self.stats);
-        // SAFETY: matches adam_forward in adam.cu.
-        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
-            .map_err(drv("launching adam_forward"))?;
-        self.events
-            .1
-            .record(&self.stream)
-            .map_err(drv("recording an event"))?;
-        let stats = self
-            .stream
-            .clone_dtoh(&self.stats)
-            .map_err(drv("reading the step's statistics"))?;
-        self.last_ms = Some(
-            self.events
-                .0
-                .elapsed_ms(&self.events.1)
-                .map_err(drv("reading the step's device time"))? as f64,
-        );
-        let (meta_loss, grad_norm) = (stats[0], stats[1]);
-        if meta_loss.is_finite() && grad_norm.is_finite() {
-            self.step += 1;
-        }
-        Ok(MetaStepStats {
-            meta_loss,
-            grad_norm,
-        })
+        self.step_with(tasks, inner, outer, None)
     }
 
     fn last_step_device_ms(&self) -> Option<f64> {
         self.last_ms
     }
 
+    fn reset_profile(&mut self) -> Result<()> {
+        if !kernels::profiling() {
+            return Ok(());
+        }
+        let mut g = self
+            .module
+            .get_global("rm_prof", &self.stream)
+            .map_err(drv("finding the phase counters"))?;
+        let n = g.len();
+        self.stream
+            .memcpy_htod(&vec![0u8; n], &mut g)
+            .map_err(drv("clearing the phase counters"))
+    }
+
+    fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
+        if !kernels::profiling() {
+            return Ok(None);
+        }
+        let g = self
+            .module
+            .get_global("rm_prof", &self.stream)
+            .map_err(drv("finding the phase counters"))?;
+        let bytes = self
+            .stream
+            .clone_dtoh(&g)
+            .map_err(drv("reading the phase counters"))?;
+        let n = kernels::PROFILE_PHASES.len();
+        Ok(Some(
+            bytes
+                .chunks_exact(8 * n)
+                .map(|task| {
+                    task.chunks_exact(8)
+                        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                        .collect()
+                })
+                .collect(),
+        ))
+    }
+
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
-        let (params, cfg, b) = self.load_batch(tasks, inner)?;
+        let (params, cfg, b) = self.load_batch(tasks, inner, None)?;
         let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
         let bf = &mut self.bufs;
         reserve(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;

@@ -37,6 +37,15 @@ fn to_u32(x: usize, what: &str) -> Result<u32> {
     })
 }
 
+/// Per-task replacements for the query split's loss weights (default 1/Q each) and a dropout mask
+/// on its final hidden states (`[Q, H]` multipliers; default none): pretraining runs a batch of
+/// pairs as tasks whose query is a chunk of the batch, weighted 1/batch size, with no inner step.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryOverride<'a> {
+    pub weights: &'a [f32],
+    pub mask: Option<&'a [f32]>,
+}
+
 /// Appends one split to `ints` / `floats`; `ids` are the task's sorted distinct items.
 fn pack_split(
     ints: &mut Vec<u32>,
@@ -44,6 +53,7 @@ fn pack_split(
     prefixes: &[Vec<u32>],
     labels: &[u32],
     weights: &[f32],
+    mask: Option<&[f32]>,
     ids: &[u32],
 ) -> Result<SplitDesc> {
     let row = |id: &u32| ids.binary_search(id).unwrap_or(0) as u32;
@@ -88,6 +98,14 @@ fn pack_split(
     ints.extend_from_slice(&entries);
     s.weights = to_u32(floats.len(), "batch size")?;
     floats.extend_from_slice(weights);
+    s.mask = match mask {
+        Some(m) => {
+            let at = to_u32(floats.len(), "batch size")?;
+            floats.extend_from_slice(m);
+            at
+        }
+        None => NONE,
+    };
     Ok(s)
 }
 
@@ -143,8 +161,34 @@ fn workspace(
 /// Packs `tasks` (checked like the CPU engine checks them) for a model of sizes `d`, an inner
 /// loop of `steps` steps and kernels of `block` threads per block.
 pub fn pack(tasks: &[Task], d: &Dims, steps: usize, block: u32) -> Result<Batch> {
+    pack_with(tasks, d, steps, block, None)
+}
+
+/// [`pack`] with per-task query overrides (one per task).
+pub fn pack_with(
+    tasks: &[Task],
+    d: &Dims,
+    steps: usize,
+    block: u32,
+    over: Option<&[QueryOverride]>,
+) -> Result<Batch> {
     if tasks.is_empty() {
         return Err(Error::Shape("a meta-batch needs at least one task".into()));
+    }
+    if let Some(o) = over {
+        let bad = tasks.iter().zip(o).position(|(t, o)| {
+            o.weights.len() != t.query_labels.len()
+                || o.mask
+                    .is_some_and(|m| m.len() != t.query_labels.len() * d.h as usize)
+        });
+        if o.len() != tasks.len() || bad.is_some() {
+            return Err(Error::Shape(format!(
+                "query overrides: {} given for {} tasks, or task {} has weights / mask of the wrong length",
+                o.len(),
+                tasks.len(),
+                bad.unwrap_or(0)
+            )));
+        }
     }
     let v = d.v as usize;
     let mut b = Batch::default();
@@ -167,16 +211,19 @@ pub fn pack(tasks: &[Task], d: &Dims, steps: usize, block: u32) -> Result<Batch>
             t.support_prefixes,
             t.support_labels,
             t.support_weights,
+            None,
             &ids,
         )?;
         let q = t.query_prefixes.len();
         let qw = vec![1.0f32 / q as f32; q];
+        let o = over.map(|o| o[i]);
         let query = pack_split(
             &mut b.ints,
             &mut b.floats,
             t.query_prefixes,
             t.query_labels,
-            &qw,
+            o.map_or(&qw[..], |o| o.weights),
+            o.and_then(|o| o.mask),
             &ids,
         )?;
         let desc = TaskDesc {
@@ -308,6 +355,31 @@ mod tests {
             assert_eq!((&p[..], &l[..]), (t.query_prefixes, t.query_labels));
             assert!(w.iter().all(|&x| x == 1.0 / t.query_labels.len() as f32));
         }
+        assert!(b
+            .descs
+            .iter()
+            .all(|d| d.support.mask == NONE && d.query.mask == NONE));
+        // Query overrides (pretraining): the given weights and mask, task by task.
+        let (w0, w1) = ([0.5f32, 0.25, 0.125], [2.0f32]);
+        let m0: Vec<f32> = (0..3 * d.h).map(|i| i as f32).collect();
+        let over = [
+            QueryOverride {
+                weights: &w0,
+                mask: Some(&m0),
+            },
+            QueryOverride {
+                weights: &w1,
+                mask: None,
+            },
+        ];
+        let bo = pack_with(&tasks, &d, 0, 256, Some(&over)).unwrap();
+        let ids = &bo.ints[bo.descs[0].ids as usize..][..bo.descs[0].n_rows as usize];
+        assert_eq!(unpack(&bo, &bo.descs[0].query, ids).2, w0);
+        let q0 = bo.descs[0].query;
+        assert_eq!(&bo.floats[q0.mask as usize..][..m0.len()], &m0[..]);
+        assert_eq!(bo.descs[1].query.mask, NONE);
+        let wrong = [over[0]];
+        assert!(pack_with(&tasks, &d, 0, 256, Some(&wrong)).is_err());
         // Item CSR: item 3 is in both tasks, task 0 first; item 4 (a label only) in none.
         let v = d.v as usize;
         let starts = &b.ints[b.item_csr as usize..][..v + 1];
@@ -347,6 +419,9 @@ mod tests {
             b.ws.lse,
             b.ws.loss,
             b.ws.coef,
+            b.ws.gru_t,
+            b.ws.rowsum,
+            b.ws.red,
         ];
         assert!(offs
             .windows(2)

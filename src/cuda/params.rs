@@ -19,6 +19,7 @@ pub struct SplitDesc {
     pub labels: u32,
     pub rows: u32,
     pub weights: u32,
+    pub mask: u32,
 }
 
 /// One task; see `TaskDesc` in `common.cuh`.
@@ -94,6 +95,8 @@ pub struct TaskParams {
     pub steps: u32,
     pub lr: f32,
     pub q_max: u32,
+    pub smem_whh: u32,
+    pub pad_: u32,
 }
 
 /// Arguments of `meta_grad_forward`.
@@ -124,11 +127,11 @@ pub struct AdamParams {
     pub pad_: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<SplitDesc>() == 32);
-const _: () = assert!(std::mem::size_of::<TaskDesc>() == 80);
+const _: () = assert!(std::mem::size_of::<SplitDesc>() == 36);
+const _: () = assert!(std::mem::size_of::<TaskDesc>() == 88);
 const _: () = assert!(std::mem::size_of::<Dims>() == 48);
 const _: () = assert!(std::mem::size_of::<WsLayout>() == 112);
-const _: () = assert!(std::mem::size_of::<TaskParams>() == 176);
+const _: () = assert!(std::mem::size_of::<TaskParams>() == 184);
 const _: () = assert!(std::mem::size_of::<ReduceParams>() == 176);
 const _: () = assert!(std::mem::size_of::<AdamParams>() == 40);
 
