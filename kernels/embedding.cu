@@ -31,17 +31,9 @@ __device__ void embedding_backward_block(float* dtable, float* rowsum, const flo
     __syncthreads();
     for (u32 i = threadIdx.x; i < n_rows * e; i += blockDim.x) {
         u32 u = i / e, c = i % e;
-        float a0 = 0.0f, a1 = 0.0f;
-        if (u != padding_row && rows[u + 1] > rows[u]) {
-            const float* su = rowsum + (u64)u * g3;
-            u32 j = 0;
-            for (; j + 1 < g3; j += 2) {
-                a0 = fmaf(su[j], w_ih[(u64)j * e + c], a0);
-                a1 = fmaf(su[j + 1], w_ih[(u64)(j + 1) * e + c], a1);
-            }
-            if (j < g3) a0 = fmaf(su[j], w_ih[(u64)j * e + c], a0);
-        }
-        dtable[i] = a0 + a1;
+        dtable[i] = u != padding_row && rows[u + 1] > rows[u]
+                        ? rm_dot_strided(w_ih + c, e, rowsum + (u64)u * g3, g3)
+                        : 0.0f;
     }
     __syncthreads();
 }

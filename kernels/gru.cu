@@ -24,17 +24,20 @@ __device__ __forceinline__ void gru_set_transposed(const Dims& d, const WsLayout
     }
 }
 
-// sum_c wt[c * stride] * x[c] for c < n, in two interleaved chains (shorter dependency).
+// sum_c wt[c * stride] * x[c] for c < n, in four interleaved chains: eight independent loads
+// are in flight before the first multiply-add needs one (the loops are latency-bound).
 __device__ __forceinline__ float rm_dot_strided(const float* wt, u32 stride, const float* x,
                                                 u32 n) {
-    float a0 = 0.0f, a1 = 0.0f;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
     u32 c = 0;
-    for (; c + 1 < n; c += 2) {
+    for (; c + 3 < n; c += 4) {
         a0 = fmaf(wt[(u64)c * stride], x[c], a0);
         a1 = fmaf(wt[(u64)(c + 1) * stride], x[c + 1], a1);
+        a2 = fmaf(wt[(u64)(c + 2) * stride], x[c + 2], a2);
+        a3 = fmaf(wt[(u64)(c + 3) * stride], x[c + 3], a3);
     }
-    if (c < n) a0 = fmaf(wt[(u64)c * stride], x[c], a0);
-    return a0 + a1;
+    for (; c < n; ++c) a0 = fmaf(wt[(u64)c * stride], x[c], a0);
+    return (a0 + a1) + (a2 + a3);
 }
 
 // Forward. `sh_h` is shared memory [B, H] (the running hidden states); `sh_w`, when not null,

@@ -36,11 +36,13 @@ __device__ float output_ce_forward_block(const Dims& d, const WsLayout& L, float
                 bq[q] = min(b0 + q, b_n - 1);
                 acc[q] = bias;
             }
+#pragma unroll 4
             for (u32 k = 0; k < h; ++k) {
                 float w = w_out_t[(u64)k * v_n + v];
 #pragma unroll
                 for (u32 q = 0; q < RM_BCHUNK; ++q) acc[q] = fmaf(w, hl[bq[q] * h + k], acc[q]);
             }
+#pragma unroll 4
             for (u32 r = 0; r < rank; ++r) {
                 float lr = ws[L.lr_d + (u64)r * v_n + v];
 #pragma unroll
@@ -104,6 +106,7 @@ __device__ void output_ce_backward_block(const Dims& d, const WsLayout& L, float
     for (u32 pr = warp; pr < b_n * rank; pr += blockDim.x / 32) {
         u32 b = pr / rank, r = pr % rank;
         float acc = 0.0f;
+#pragma unroll 4
         for (u32 v = lane; v < v_n; v += 32)
             acc = fmaf(ws[L.lr_d + (u64)r * v_n + v], dl[(u64)b * v_n + v], acc);
         acc = rm_warp_sum(acc);
@@ -120,6 +123,7 @@ __device__ void output_ce_backward_block(const Dims& d, const WsLayout& L, float
                 bq[q] = min(b0 + q, b_n - 1);
                 acc[q] = 0.0f;
             }
+#pragma unroll 4
             for (u32 v = sl; v < v_n; v += n_slices) {
                 float w = w_out[(u64)v * h + k];
 #pragma unroll

@@ -10,8 +10,8 @@ pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 
 /// Every kernel file, in program order (a file may use the device functions of earlier ones).
 pub const SOURCES: [(&str, &str); 8] = [
-    ("embedding.cu", include_str!("../../kernels/embedding.cu")),
     ("gru.cu", include_str!("../../kernels/gru.cu")),
+    ("embedding.cu", include_str!("../../kernels/embedding.cu")),
     ("output_ce.cu", include_str!("../../kernels/output_ce.cu")),
     ("sgd.cu", include_str!("../../kernels/sgd.cu")),
     ("task.cu", include_str!("../../kernels/task.cu")),
