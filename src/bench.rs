@@ -884,4 +884,39 @@ mod tests {
         assert!((17..=21).contains(&p90), "p90 {p90}");
         assert!(*lens.last().unwrap() <= 50 && lens[0] >= 1);
     }
+
+    #[test]
+    fn the_byte_floor_counts_theta_adam_gradient_and_the_batch() {
+        let sp = [vec![1u32, 2, 3], vec![4]];
+        let qp = [vec![5u32, 6]];
+        let t = Task {
+            support_prefixes: &sp,
+            support_labels: &[7, 8],
+            support_weights: &[0.5, 0.5],
+            query_prefixes: &qp,
+            query_labels: &[9],
+        };
+        // 8 floats per parameter (θ, m, v read and written; the gradient written and read) and
+        // per task its 6 prefix items, 2 support labels + 2 weights and 1 query label.
+        assert_eq!(
+            min_bytes_per_iteration(&[t, t], 100),
+            4.0 * (800.0 + 2.0 * 11.0)
+        );
+    }
+
+    #[test]
+    fn the_phase_summary_averages_over_tasks_and_iterations() {
+        let n = crate::cuda::kernels::PROFILE_PHASES.len();
+        let mut a = vec![0u64; n];
+        let mut b = vec![0u64; n];
+        a[0] = 100;
+        b[0] = 300;
+        a[1] = 600;
+        let unused = vec![1_000_000u64; n]; // a counter row past the batch's tasks
+        let p = phase_summary(&[a, b, unused], 2, 10);
+        assert_eq!(p[0].cycles_per_iter, 20.0); // (100 + 300) / (2 tasks * 10 iterations)
+        assert_eq!(p[1].cycles_per_iter, 30.0);
+        assert_eq!(p[2].cycles_per_iter, 0.0);
+        assert_eq!((p[0].share, p[1].share), (0.4, 0.6));
+    }
 }

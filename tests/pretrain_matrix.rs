@@ -382,3 +382,38 @@ fn matrix_rejects_an_unknown_row_by_name() {
     );
     assert!(!tmp.path().join("m").exists(), "no output on bad input");
 }
+
+/// `pretrain` with `run.backend = "cuda"`: on a machine without a usable GPU a clear error that
+/// names the backend, and no output folder; on a GPU machine it pretrains (checked against the
+/// CPU by `recmaml gpu-check`), so there this test only asks that it succeeds.
+#[test]
+fn pretrain_on_the_cuda_backend_is_a_clear_error_without_a_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = dataset(tmp.path(), 300, 60);
+    let out = tmp.path().join("pre-cuda");
+    let args = [
+        "pretrain",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&out),
+        "--set",
+        "run.backend=cuda",
+        "--set",
+        "pretrain.epochs=1",
+    ];
+    if recmaml::cuda::device_available() {
+        ok(&args);
+        assert!(out.join("gru4rec.safetensors").is_file());
+        return;
+    }
+    let o = recmaml(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "pretrain on cuda succeeded without a GPU"
+    );
+    assert!(err.contains("cuda") && err.contains("CUDA"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "a failed run left {}", out.display());
+}
