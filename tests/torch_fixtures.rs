@@ -513,28 +513,14 @@ fn task0_adaptation_cuda_backend() {
         let phi = gpu.adapted_params(&tasks, &c.inner32(), 0).unwrap();
         c.check_params("task0.adapted", &phi, TOL32);
         if c.cfg["weighting"].as_str() == Some("equal") {
-            let t0 = Task {
-                query_prefixes: tasks[0].support_prefixes,
-                query_labels: tasks[0].support_labels,
-                ..tasks[0]
-            };
-            let no_step = InnerLoop {
-                lr: c.inner32().lr,
-                steps: 0,
-            };
-            let mut g = vec![f32::NAN; c.layout.len];
-            gpu.meta_gradient(&[t0], &no_step, &mut g).unwrap();
-            c.check_params("task0.support_grad", &g, TOL32);
+            check_support_grad_as_query(&c, &mut gpu);
         }
     }
 }
 
-/// The identity the CUDA test above relies on, on the CPU: with equal support weights, the
-/// meta-gradient with no inner step and the support pairs as the query is PyTorch's
-/// `task0.support_grad`.
-#[test]
-fn support_grad_as_query_pass_cpu_backend() {
-    let c = load("equal-wide");
+/// Task 0 with its support pairs as the query and no inner step: with equal support weights its
+/// meta-gradient is PyTorch's `task0.support_grad`.
+fn check_support_grad_as_query(c: &Case, be: &mut dyn Backend) {
     let tasks = c.tasks(&c.w32);
     let t0 = Task {
         query_prefixes: tasks[0].support_prefixes,
@@ -545,8 +531,17 @@ fn support_grad_as_query_pass_cpu_backend() {
         lr: c.inner32().lr,
         steps: 0,
     };
-    let mut cpu = Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap();
     let mut g = vec![f32::NAN; c.layout.len];
-    cpu.meta_gradient(&[t0], &no_step, &mut g).unwrap();
+    be.meta_gradient(&[t0], &no_step, &mut g).unwrap();
     c.check_params("task0.support_grad", &g, TOL32);
+}
+
+/// The identity the CUDA test above relies on, on the CPU: with equal support weights, the
+/// meta-gradient with no inner step and the support pairs as the query is PyTorch's
+/// `task0.support_grad`.
+#[test]
+fn support_grad_as_query_pass_cpu_backend() {
+    let c = load("equal-wide");
+    let mut cpu = Cpu::new(c.layout.clone(), c.theta32.clone()).unwrap();
+    check_support_grad_as_query(&c, &mut cpu);
 }
