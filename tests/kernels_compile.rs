@@ -127,6 +127,23 @@ fn compile_and_assemble(ptxas: &PathBuf, block: u32, (major, minor): (i32, i32))
     );
 }
 
+/// A process compiles each option set once: the second request returns the first's PTX.
+#[test]
+fn the_program_is_compiled_once_per_process() {
+    if !kernels::nvrtc_available() {
+        return skip("NVRTC (libnvrtc.so) not found");
+    }
+    let (a, fresh_a) =
+        kernels::compile_ptx_once("compute_90", 256).unwrap_or_else(|e| panic!("{e}"));
+    let (b, fresh_b) =
+        kernels::compile_ptx_once("compute_90", 256).unwrap_or_else(|e| panic!("{e}"));
+    assert!(fresh_a && !fresh_b, "compiled twice: {fresh_a} {fresh_b}");
+    assert_eq!(a.to_src(), b.to_src());
+    let (_, fresh_c) =
+        kernels::compile_ptx_once("compute_90", 512).unwrap_or_else(|e| panic!("{e}"));
+    assert!(fresh_c, "another block size needs its own compile");
+}
+
 #[test]
 fn ptxas_output_is_parsed() {
     let log = "ptxas info    : Compiling entry function 'adam_forward' for 'sm_90'\n\

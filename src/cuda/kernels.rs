@@ -139,6 +139,25 @@ fn nvrtc_missing() -> Error {
     )
 }
 
+/// [`compile_ptx`] once per process and option set: later calls (every backend a `matrix` or
+/// `pretrain` run creates) reuse the PTX. Returns it and whether it was compiled by this call.
+pub fn compile_ptx_once(arch: &str, block: u32) -> Result<(cudarc::nvrtc::Ptx, bool)> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, String>>> = OnceLock::new();
+    let key = compile_options(arch, block);
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(src) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok((cudarc::nvrtc::Ptx::from_src(src.clone()), false));
+    }
+    let ptx = compile_ptx(arch, block)?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, ptx.to_src());
+    Ok((ptx, true))
+}
+
 /// Compiles the program to PTX for `arch` (e.g. `compute_90`) and `block` threads per block. A
 /// compile error carries NVRTC's log, which names the kernel file and line.
 pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {

@@ -229,13 +229,14 @@ impl Cuda {
             .max(DEFAULT_SHARED as i32) as usize;
         let block = kernels::block_size()?;
         let t0 = Instant::now();
-        let ptx = kernels::compile_ptx(&arch, block)?;
+        let (ptx, fresh) = kernels::compile_ptx_once(&arch, block)?;
         let (nv_major, nv_minor) = kernels::nvrtc_version()?;
         let mut drv_version = 0;
         // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut drv_version) };
         debug(&format!(
-            "compiled {} kernels for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
+            "{} {} kernels for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
+            if fresh { "compiled" } else { "reused this process's PTX of" },
             kernels::ENTRY_POINTS.len(),
             t0.elapsed().as_secs_f64() * 1e3,
             kernels::compile_options(&arch, block)
