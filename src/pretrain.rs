@@ -104,6 +104,30 @@ fn output_weights<'a>(g: &'a Global) -> OutputWeights<'a, f32> {
     }
 }
 
+/// `Σ_s weight · CE_s` over the loaded chunk (logits, lse and losses kept in `ws`), from the
+/// final hidden states with dropout (`ws.hdrop`) or without (`ws.hlast`).
+fn chunk_loss(ws: &mut ChunkWs, g: &Global, labels: &[u32], weight: f32, dropped: bool) -> f32 {
+    let (v, h) = (g.layout.dims.n_items, g.layout.dims.hidden_dim);
+    let b = labels.len();
+    ws.weights.clear();
+    ws.weights.resize(b, weight);
+    ws.logits.resize(b * v, 0.0);
+    ws.lse.resize(b, 0.0);
+    ws.losses.resize(b, 0.0);
+    output_ce_forward(
+        &mut ws.logits,
+        &mut ws.lse,
+        &mut ws.losses,
+        &mut ws.coef,
+        if dropped { &ws.hdrop } else { &ws.hlast },
+        output_weights(g),
+        labels,
+        &ws.weights,
+        v,
+        h,
+    )
+}
+
 /// Loss (`Σ_s scale · CE_s`, with dropout `mask` on the final hidden state) and its gradient,
 /// assigned into `ws.grad [P]`, for one chunk.
 fn chunk_grad(
@@ -122,24 +146,8 @@ fn chunk_grad(
     ws.hdrop.clear();
     ws.hdrop
         .extend(ws.hlast.iter().zip(&ws.mask).map(|(&x, &m)| x * m));
-    ws.weights.clear();
-    ws.weights.resize(b, scale);
-    ws.logits.resize(b * v, 0.0);
-    ws.lse.resize(b, 0.0);
-    ws.losses.resize(b, 0.0);
+    ws.loss = chunk_loss(ws, g, labels, scale, true) as f64;
     let ow = output_weights(g);
-    ws.loss = output_ce_forward(
-        &mut ws.logits,
-        &mut ws.lse,
-        &mut ws.losses,
-        &mut ws.coef,
-        &ws.hdrop,
-        ow,
-        labels,
-        &ws.weights,
-        v,
-        h,
-    ) as f64;
     ws.grad.clear();
     ws.grad.resize(g.layout.len, 0.0);
     let l = g.layout;
@@ -434,24 +442,7 @@ pub fn mean_loss(layout: &ParamLayout, theta: &[f32], pairs: &PairSet, cap: usiz
             let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
             load_chunk(ws, &pref, cap);
             hidden(ws, &g);
-            let b = labels.len();
-            ws.weights.clear();
-            ws.weights.resize(b, 1.0);
-            ws.logits.resize(b * v, 0.0);
-            ws.lse.resize(b, 0.0);
-            ws.losses.resize(b, 0.0);
-            output_ce_forward(
-                &mut ws.logits,
-                &mut ws.lse,
-                &mut ws.losses,
-                &mut ws.coef,
-                &ws.hlast,
-                output_weights(&g),
-                &labels,
-                &ws.weights,
-                v,
-                h,
-            ) as f64
+            chunk_loss(ws, &g, &labels, 1.0, false) as f64
         })
         .collect();
     sums.iter().sum::<f64>() / pairs.labels.len().max(1) as f64
