@@ -19,9 +19,11 @@
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
+#                             [--skip STEP,STEP,...]
 #   --bin           recmaml release binary (default target/release/recmaml)
 #   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
 #   --out           folder for logs and JSON (default: a fresh temporary folder)
+#   --skip          steps to leave out, e.g. train,pretrain,racecheck (a quick tuning run)
 # NVRTC must match the driver (the PTX is compiled at run time): the toolkit's lib64 is put on
 # LD_LIBRARY_PATH; set NVRTC_LIB_DIR to add another folder.
 set -u
@@ -29,12 +31,14 @@ BIN=target/release/recmaml
 FIXT=""
 OUTDIR=""
 COMPARE=0
+SKIP=,
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
     --fixtures-bin) FIXT=$2; shift 2 ;;
     --out) OUTDIR=$2; shift 2 ;;
     --compare) COMPARE=1; shift ;;
+    --skip) SKIP=",$2,"; shift 2 ;;
     -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -53,6 +57,7 @@ declare -a NAMES RESULTS
 # step NAME SECONDS COMMAND...: runs COMMAND with a time limit, its output into the log.
 step() {
   local name=$1 limit=$2; shift 2
+  case $SKIP in *",$name,"*) NAMES+=("$name"); RESULTS+=("SKIPPED (--skip)"); return 3 ;; esac
   local t0=$(date +%s.%N)
   echo "== $name: $*" | tee -a "$LOG"
   timeout "$limit" "$@" >"$OUTDIR/step.out" 2>&1
@@ -116,8 +121,10 @@ else
   note ceilings "SKIPPED: no PyTorch with CUDA ($PY)"
 fi
 
-step gpu-vs-cpu 150 env RECMAML_LOG=debug "$BIN" gpu-check ||
-  step gpu-vs-cpu-gmem-whh 150 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" gpu-check
+step gpu-vs-cpu 150 env RECMAML_LOG=debug "$BIN" gpu-check
+case ${RESULTS[-1]} in  # on a failure, the same checks with w_hh in global memory
+  FAIL*) step gpu-vs-cpu-gmem-whh 150 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" gpu-check ;;
+esac
 if [ -n "$FIXT" ]; then
   step fixtures 120 env RECMAML_REQUIRE_CUDA=1 "$FIXT" cuda --test-threads 1
 else
@@ -168,8 +175,8 @@ rm -f "$OUTDIR/step.out"
 
 echo
 {
-  printf '%-16s %s\n' step result
-  for i in "${!NAMES[@]}"; do printf '%-16s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done
+  printf '%-20s %s\n' step result
+  for i in "${!NAMES[@]}"; do printf '%-20s %s\n' "${NAMES[$i]}" "${RESULTS[$i]}"; done
   for f in "$OUTDIR"/bench*.json; do
     [ -f "$f" ] && "$PY" -c "
 import json,sys
