@@ -67,6 +67,16 @@ fn rel_scalar(a: f64, b: f64) -> (f64, f64) {
     (d, d)
 }
 
+/// Prints one row of the table; whether `d` (the L2 form) is within `tol`.
+fn report_row(label: &str, what: &str, (d, dmax): (f64, f64), tol: f64) -> bool {
+    let ok = d <= tol;
+    println!(
+        "{label:<26} {what:<34} {d:>11.3e} {dmax:>11.3e} {:>5}",
+        if ok { "ok" } else { "FAIL" }
+    );
+    ok
+}
+
 /// Runs the checks and prints the table.
 pub fn run(args: &GpuCheckArgs) -> Result<()> {
     let cases = if args.small { &CASES[..1] } else { &CASES[..] };
@@ -98,13 +108,8 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
         let mut gpu = Cuda::new(layout.clone(), theta.clone())?;
         gpu.set_poison(true);
         let label = format!("{v} {e} {h} {n} {k} {q} {s}");
-        let mut row = |what: &str, (d, dmax): (f64, f64)| {
-            let ok = d <= args.tol;
-            failures += usize::from(!ok);
-            println!(
-                "{label:<26} {what:<34} {d:>11.3e} {dmax:>11.3e} {:>5}",
-                if ok { "ok" } else { "FAIL" }
-            );
+        let mut row = |what: &str, d: (f64, f64)| {
+            failures += usize::from(!report_row(&label, what, d, args.tol));
         };
         let p = layout.len;
         // The gradient of a split's loss at θ: the support pairs as the query, no inner step.
@@ -248,15 +253,10 @@ fn check_pretraining(args: &GpuCheckArgs) -> Result<usize> {
     let (mut t_cpu, mut t_gpu) = (theta.clone(), theta);
     let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true)?;
     let l_gpu = fit_cuda(&layout, &mut t_gpu, &pairs, &settings, true)?;
-    let label = format!("pretrain V{v} E{e} H{h} {} pairs", pairs.labels.len());
+    let label = format!("pretrain {v} {e} {h} ({} p)", pairs.labels.len());
     let mut failures = 0;
-    let mut row = |what: &str, (d, dmax): (f64, f64), tol: f64| {
-        let ok = d <= tol;
-        failures += usize::from(!ok);
-        println!(
-            "{label:<26} {what:<34} {d:>11.3e} {dmax:>11.3e} {:>5}",
-            if ok { "ok" } else { "FAIL" }
-        );
+    let mut row = |what: &str, d: (f64, f64), tol: f64| {
+        failures += usize::from(!report_row(&label, what, d, tol));
     };
     for (a, b) in l_cpu.iter().zip(&l_gpu) {
         row(
