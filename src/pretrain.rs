@@ -401,11 +401,13 @@ pub fn fit_cuda(
             .map(|idx| idx.iter().map(|&i| pairs.labels[i]).collect())
             .collect();
         let weights: Vec<Vec<f32>> = labels.iter().map(|l| vec![w; l.len()]).collect();
+        // With no inner step the support split is never read, but a task needs one pair there:
+        // the chunk's first, so that the batch is not checked and packed twice.
         let tasks: Vec<Task> = (0..cut.len())
             .map(|c| Task {
-                support_prefixes: &cut[c],
-                support_labels: &labels[c],
-                support_weights: &weights[c],
+                support_prefixes: &cut[c][..1],
+                support_labels: &labels[c][..1],
+                support_weights: &weights[c][..1],
                 query_prefixes: &cut[c],
                 query_labels: &labels[c],
             })
