@@ -321,11 +321,6 @@ impl Cuda {
         self.poison = on;
     }
 
-    /// Threads per block of the kernels.
-    pub fn block_size(&self) -> u32 {
-        self.block
-    }
-
     /// Task `i`'s adapted weights as a dense flat vector (length P), read back from its
     /// workspace after [`Backend::meta_gradient`] on the same `tasks` and `inner`: the fast GRU
     /// block, embedding rows and output bias, and output.weight as θ's plus the SGD steps'
