@@ -2,12 +2,13 @@
 # recmaml against PyTorch on the same machine, the same tasks and the same meta-batches.
 #
 #   benches/compare.sh [--backend cpu|cuda] [--recmaml PATH] [--python PATH] [--out DIR]
-#                      [--factors N|all|N,K,...] [--threads T] [--torch-threads LIST]
+#                      [--factors N|all|none|N,K,...] [--threads T] [--torch-threads LIST]
 #                      [--budget-s S] [--compile] [--iters I --repeats R --warmup W (recmaml)]
 #
 # 1. checks both PyTorch formulations against tests/fixtures/torch (stops on a mismatch);
 # 2. `recmaml bench --sweep --sweep-factors F --write-workload DIR/workloads`: times recmaml on
-#    the reference configuration and the sweep (default: N only), recording every task and
+#    the reference configuration and the sweep (default: N only; --factors none: the reference
+#    configuration alone), recording every task and
 #    meta-batch it ran;
 # 3. `torch_fomaml.py --workload DIR/workloads`: times the per-task loop and the batched form on
 #    exactly those meta-batches (the first ones of each schedule when --budget-s cuts the count),
@@ -53,6 +54,8 @@ while [ $# -gt 0 ]; do
 done
 case "$backend" in cpu|cuda) ;; *) echo "compare.sh: --backend must be cpu or cuda" >&2; exit 2 ;; esac
 [ "$factors" = all ] && factors=N,K,V,H,cap
+sweep=(--sweep --sweep-factors "$factors")
+[ "$factors" = none ] && sweep=()
 [ -x "$recmaml" ] || { echo "compare.sh: no recmaml binary at $recmaml (cargo build --release, or --recmaml PATH)" >&2; exit 2; }
 "$python" -c 'import torch, numpy, pyarrow, safetensors, matplotlib' 2>/dev/null ||
     { echo "compare.sh: $python cannot import torch, numpy, pyarrow, safetensors and matplotlib (--python PATH)" >&2; exit 2; }
@@ -75,8 +78,8 @@ echo "== 1. PyTorch formulations against the fixtures"
     { tail -n 30 "$out/fixtures.txt"; exit 1; }
 tail -n 1 "$out/fixtures.txt"
 
-echo "== 2. recmaml bench --backend $backend --sweep --sweep-factors $factors"
-RAYON_NUM_THREADS="$threads" "$recmaml" bench --backend "$backend" --sweep --sweep-factors "$factors" \
+echo "== 2. recmaml bench --backend $backend ${sweep[*]:-}"
+RAYON_NUM_THREADS="$threads" "$recmaml" bench --backend "$backend" ${sweep[@]+"${sweep[@]}"} \
     ${rust_extra[@]+"${rust_extra[@]}"} --write-workload "$out/workloads" --json "$out/recmaml.json" |
     tee "$out/recmaml.txt"
 
@@ -94,7 +97,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 out = Path(sys.argv[1])
-rust = {r["label"]: r for r in json.loads((out / "recmaml.json").read_text())}
+rust_rows = json.loads((out / "recmaml.json").read_text())
+if isinstance(rust_rows, dict):  # without --sweep: the reference configuration alone
+    rust_rows = [rust_rows]
+rust = {r["label"]: r for r in rust_rows}
 torch = json.loads((out / "torch.json").read_text())
 forms = sorted({r["form"] for r in torch["results"]}, key=lambda f: (f != "loop", f))
 tr = {}  # each form's best thread count per configuration

@@ -15,11 +15,15 @@
 #   train        a full training run of configs/recency_maml.toml (3000 iterations, validation
 #                every 100) on the CUDA backend, wall time (data/synth must be there);
 #   pretrain     `recmaml pretrain` of the same configuration on the CUDA backend, wall time;
-#   compare      with --compare: benches/compare.sh --backend cuda (PyTorch CUDA, same batches);
+#   compare      with --compare: benches/compare.sh --backend cuda (PyTorch CUDA, same batches),
+#                the N sweep; with --compile instead the reference configuration alone, the
+#                batched PyTorch form also timed with torch.compile;
+#   ncu          with --ncu: Nsight Compute over one launch of the training task kernel (built
+#                with -lineinfo): its sections and per-source-line counters, in ncu.tgz;
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
-#                             [--skip STEP,STEP,...]
+#                             [--compile] [--ncu] [--skip STEP,STEP,...]
 #   --bin           recmaml release binary (default target/release/recmaml)
 #   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
 #   --out           folder for logs and JSON (default: a fresh temporary folder)
@@ -31,6 +35,8 @@ BIN=target/release/recmaml
 FIXT=""
 OUTDIR=""
 COMPARE=0
+COMPILE=0
+NCU=0
 SKIP=,
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,8 +44,10 @@ while [ $# -gt 0 ]; do
     --fixtures-bin) FIXT=$2; shift 2 ;;
     --out) OUTDIR=$2; shift 2 ;;
     --compare) COMPARE=1; shift ;;
+    --compile) COMPARE=1; COMPILE=1; shift ;;
+    --ncu) NCU=1; shift ;;
     --skip) SKIP=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -164,9 +172,37 @@ else
   note memcheck "SKIPPED: no compute-sanitizer"
   note racecheck "SKIPPED: no compute-sanitizer"
 fi
+if [ "$NCU" = 1 ]; then
+  NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+  if [ -n "$NCU_BIN" ]; then
+    mkdir -p "$OUTDIR/ncu"
+    step ncu 240 env RECMAML_CUDA_LINEINFO=1 "$NCU_BIN" --clock-control none --set full \
+      --import-source no -k regex:task_backward -s 3 -c 1 -f -o "$OUTDIR/ncu/task_backward" \
+      "$BIN" bench --backend cuda --warmup 2 --iters 3 --repeats 1
+    "$NCU_BIN" -i "$OUTDIR/ncu/task_backward.ncu-rep" --page details >"$OUTDIR/ncu/details.txt" 2>&1
+    # The PTX names the kernel files without a folder, which ncu took to be in the profiled
+    # program's working folder (here): copies sit there while ncu reads them.
+    copied=()
+    for f in kernels/*.cu kernels/*.cuh; do
+      [ -e "$(basename "$f")" ] || { cp "$f" . && copied+=("$(basename "$f")"); }
+    done
+    "$NCU_BIN" -i "$OUTDIR/ncu/task_backward.ncu-rep" --page source --csv --print-source cuda \
+      >"$OUTDIR/ncu/source-cuda.csv" 2>&1
+    rm -f ${copied[@]+"${copied[@]}"}
+    "$NCU_BIN" -i "$OUTDIR/ncu/task_backward.ncu-rep" --page source --csv --print-source sass \
+      >"$OUTDIR/ncu/source-sass.csv" 2>&1
+    grep -A 60 "Warp State Statistics\|GPU Speed Of Light" "$OUTDIR/ncu/details.txt" | head -120
+    tar czf "$OUTDIR/ncu.tgz" -C "$OUTDIR" ncu && rm -rf "$OUTDIR/ncu"
+  else
+    note ncu "SKIPPED: no ncu"
+  fi
+fi
 if [ "$COMPARE" = 1 ]; then
-  step compare 180 benches/compare.sh --backend cuda --recmaml "$BIN" --python "$PY" \
-    --out "$OUTDIR/compare" --factors N --budget-s 4 --torch-threads 1 --iters 100 --repeats 3 --warmup 10
+  FACTORS=N; EXTRA=()
+  [ "$COMPILE" = 1 ] && { FACTORS=none; EXTRA=(--compile); }
+  step compare 300 benches/compare.sh --backend cuda --recmaml "$BIN" --python "$PY" \
+    --out "$OUTDIR/compare" --factors "$FACTORS" ${EXTRA[@]+"${EXTRA[@]}"} --budget-s 4 \
+    --torch-threads 1 --iters 100 --repeats 3 --warmup 10
   # One file (without the recorded workloads) instead of a folder of them.
   [ -d "$OUTDIR/compare" ] && tar czf "$OUTDIR/compare.tgz" -C "$OUTDIR" --exclude workloads compare &&
     rm -rf "$OUTDIR/compare"
