@@ -13,8 +13,12 @@ extern "C" __global__ void __launch_bounds__(RM_BLOCK)
     }
     red[threadIdx.x] = acc;
     __syncthreads();
-    for (u32 s = RM_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+    // RM_BLOCK need not be a power of two: halve from the next power of two, skipping partners
+    // past the end.
+    u32 top = 1;
+    while (top < RM_BLOCK) top <<= 1;
+    for (u32 s = top / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s && threadIdx.x + s < RM_BLOCK) red[threadIdx.x] += red[threadIdx.x + s];
         __syncthreads();
     }
     if (threadIdx.x == 0) partials[blockIdx.x] = red[0];

@@ -13,7 +13,7 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 
 // Threads per block of every kernel (the host launches exactly this many and passes its choice
-// as -DRM_BLOCK=...; a power of two from 64 to 1024).
+// as -DRM_BLOCK=...; a multiple of 32 from 64 to 1024).
 #ifndef RM_BLOCK
 #define RM_BLOCK 256
 #endif
@@ -62,7 +62,7 @@ struct WsLayout {
     u32 hprev, gates;     // [T_max, H], [T_max, 3H] (r, z, n)
     u32 ghn;              // [T_max, H]: W_hn h + b_hn
     u32 dgi, dgh;         // [T_max, 3H]: gradients of the input / hidden pre-activations
-    u32 pre;              // [B_max, 6H]: input | hidden pre-activations of one time step
+    u32 dlt;              // [V, BP]: dlogits transposed, BP = B_max rounded up to 8
     u32 hlast, dhlast;    // [B_max, H]
     u32 logits;           // [B_max, V]: logits, then (in place) dlogits
     u32 lse, loss;        // [B_max]
@@ -82,8 +82,10 @@ struct TaskParams {
     u32 steps;   // S inner SGD steps
     float lr;    // inner learning rate
     u32 q_max;   // row stride of the evaluation logits [N, 2, Q_max, V]
-    u32 smem_whh;  // 1: w_hh sits in shared memory after the B_max * H running states (padded
-                   // rows of H + 1 floats, conflict-free along rows and columns); 0: global
+    u32 smem_whh;  // 1: w_hh sits in shared memory (padded rows of H + 1 floats, conflict-free
+                   // along rows and columns; see GruSmem in gru.cu); 0: global memory
+    u32 pf;        // slices of the columns of W_hh h per gate row in the forward recurrence
+    u32 pb;        // slices of the gate rows of W_hh^T dgh per hidden unit in the backward
     u32 pad_;
 };
 
@@ -114,7 +116,7 @@ static_assert(sizeof(SplitDesc) == 36, "SplitDesc layout");
 static_assert(sizeof(TaskDesc) == 88, "TaskDesc layout");
 static_assert(sizeof(Dims) == 48, "Dims layout");
 static_assert(sizeof(WsLayout) == 112, "WsLayout layout");
-static_assert(sizeof(TaskParams) == 184, "TaskParams layout");
+static_assert(sizeof(TaskParams) == 192, "TaskParams layout");
 static_assert(sizeof(ReduceParams) == 176, "ReduceParams layout");
 static_assert(sizeof(AdamParams) == 40, "AdamParams layout");
 

@@ -1,15 +1,10 @@
 // The whole per-task computation of a meta-iteration in one persistent block per task: load the
 // fast weights from θ, S inner SGD steps on the weighted support loss (GRU forward, output + CE,
 // backward through output, time and embedding rows, SGD), then the query pass at the adapted
-// weights. All N tasks in one launch (grid = N). Dynamic shared memory: B_max * H floats, then
-// (with smem_whh) w_hh as 3H rows of H + 1 floats.
+// weights. All N tasks in one launch (grid = N). Dynamic shared memory: the recurrences' (GruSmem
+// in gru.cu).
 // `w_out_t` is θ's output.weight transposed (transpose_out, launched just before).
 #include "common.cuh"
-
-// The shared copy of w_hh, or null (see TaskParams::smem_whh).
-__device__ __forceinline__ float* task_sh_w(const TaskParams& p, float* sh) {
-    return p.smem_whh ? sh + p.ws.b_max * p.d.h : nullptr;
-}
 
 // Copies θ's GRU block (and the transposed weight matrices), the task's embedding rows and the
 // output bias into the workspace.
@@ -32,13 +27,14 @@ __device__ void task_load(const TaskParams& p, const float* theta, const u32* in
 __device__ float task_split_forward(const TaskParams& p, const float* w_out_t, const u32* ints,
                                     const float* fl, const SplitDesc& s, float* ws, float* sh,
                                     u32 rank) {
-    gru_forward_block(p.d, p.ws, ws, ints, s, sh, task_sh_w(p, sh));
+    gru_forward_block(p, ws, ints, s, sh);
     if (s.mask != RM_NONE) {  // dropout on the final hidden states (pretraining)
         for (u32 i = threadIdx.x; i < s.n_seqs * p.d.h; i += blockDim.x)
             ws[p.ws.hlast + i] *= fl[s.mask + i];
         __syncthreads();
     }
-    float loss = output_ce_forward_block(p.d, p.ws, ws, w_out_t, ints, fl, s, rank);
+    float loss = output_ce_forward_block(p.d, p.ws, ws, w_out_t, ints, fl, s, rank,
+                                         gru_smem(p, sh).g);
     RM_MARK(3);
     return loss;
 }
@@ -58,7 +54,7 @@ __device__ void task_split_backward(const TaskParams& p, const float* theta, con
         __syncthreads();
     }
     RM_MARK(4);
-    gru_backward_time_block(d, L, ws, ints, s, sh, task_sh_w(p, sh));
+    gru_backward_time_block(p, ws, ints, s, sh);
     RM_MARK(5);
     // The embedding gradient reads w_ih: it ends with a barrier, before the GRU block is updated.
     embedding_backward_block(ws + L.dtable, ws + L.rowsum, ws + L.dgi, ws + L.gru,

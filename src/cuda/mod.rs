@@ -380,19 +380,16 @@ impl Cuda {
         }
         let b = pack::pack_with(tasks, &self.dims, inner.steps, self.block, over)?;
         let h = self.dims.h as usize;
-        let states = b.ws.b_max as usize * h * 4;
-        let with_w = states + 3 * h * (h + 1) * 4;
-        let (shared, smem_whh) = if self.smem_whh && with_w <= self.smem_optin {
-            (with_w, 1)
-        } else {
-            (states, 0)
-        };
-        if shared > self.smem_optin {
-            return Err(Error::Shape(format!(
-                "{} sequences per split × H {h} need {shared} bytes of shared memory per task; this device allows {}",
-                b.ws.b_max, self.smem_optin
-            )));
-        }
+        let (bm, rm) = (b.ws.b_max as usize, b.ws.r_max as usize);
+        let plan = params::smem_plan(h, bm, rm, self.block as usize, self.smem_optin, self.smem_whh)
+            .ok_or_else(|| {
+                Error::Shape(format!(
+                    "{bm} sequences per split × H {h} need {} bytes of shared memory per task; this device allows {}",
+                    params::smem_bytes(h, bm, rm, 1, 1, false),
+                    self.smem_optin
+                ))
+            })?;
+        let shared = plan.bytes;
         if shared > self.smem_set {
             for f in [&self.k.task_forward, &self.k.task_backward] {
                 f.set_attribute(
@@ -433,7 +430,9 @@ impl Cuda {
             steps: inner.steps as u32,
             lr: inner.lr,
             q_max: b.q_max,
-            smem_whh,
+            smem_whh: plan.smem_whh,
+            pf: plan.pf,
+            pb: plan.pb,
             pad_: 0,
         };
         let cfg = LaunchConfig {

@@ -70,7 +70,7 @@ pub struct WsLayout {
     pub ghn: u32,
     pub dgi: u32,
     pub dgh: u32,
-    pub pre: u32,
+    pub dlt: u32,
     pub hlast: u32,
     pub dhlast: u32,
     pub logits: u32,
@@ -96,6 +96,8 @@ pub struct TaskParams {
     pub lr: f32,
     pub q_max: u32,
     pub smem_whh: u32,
+    pub pf: u32,
+    pub pb: u32,
     pub pad_: u32,
 }
 
@@ -131,7 +133,7 @@ const _: () = assert!(std::mem::size_of::<SplitDesc>() == 36);
 const _: () = assert!(std::mem::size_of::<TaskDesc>() == 88);
 const _: () = assert!(std::mem::size_of::<Dims>() == 48);
 const _: () = assert!(std::mem::size_of::<WsLayout>() == 112);
-const _: () = assert!(std::mem::size_of::<TaskParams>() == 184);
+const _: () = assert!(std::mem::size_of::<TaskParams>() == 192);
 const _: () = assert!(std::mem::size_of::<ReduceParams>() == 176);
 const _: () = assert!(std::mem::size_of::<AdamParams>() == 40);
 
@@ -161,5 +163,122 @@ impl Dims {
             off_bout: u(layout.out_b().start),
             gru_len: u(layout.b_hh().end - layout.w_ih().start),
         }
+    }
+}
+
+/// How the task kernels use shared memory (`GruSmem` in `kernels/gru.cu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmemPlan {
+    /// Dynamic shared memory per block.
+    pub bytes: usize,
+    /// w_hh in shared memory (1) or read from global memory (0).
+    pub smem_whh: u32,
+    /// Column slices of `W_hh h` per gate row (forward) and row slices of `W_hh^T dgh` per
+    /// hidden unit (backward).
+    pub pf: u32,
+    pub pb: u32,
+}
+
+/// Bytes of `GruSmem` for hidden size `h`, `b_max` sequences per split, `r_max` low-rank terms,
+/// the slice counts and whether w_hh is included; the kernel's `gru_smem` lays out the same
+/// regions.
+pub fn smem_bytes(h: usize, b_max: usize, r_max: usize, pf: usize, pb: usize, whh: bool) -> usize {
+    let up4 = |n: usize| n.div_ceil(4) * 4;
+    let bpm = b_max.div_ceil(8) * 8;
+    let floats = h * bpm
+        + (3 * h * bpm).max((h + r_max) * 8)
+        + up4((pf * 3 * h).max(pb * h) * b_max)
+        + up4(2 * b_max)
+        + if whh { 3 * h * (h + 1) } else { 0 };
+    floats * 4
+}
+
+/// The shared-memory plan for `block` threads per block and a per-block limit of `limit` bytes:
+/// as many slices (up to 8) as there are threads for, w_hh in shared memory when wanted and it
+/// fits, fewer slices only when even that does not fit. `None`: nothing fits.
+pub fn smem_plan(
+    h: usize,
+    b_max: usize,
+    r_max: usize,
+    block: usize,
+    limit: usize,
+    want_whh: bool,
+) -> Option<SmemPlan> {
+    // The most slices (of `n` columns or rows each) that `rows` threads per slice allow.
+    let most = |rows: usize, n: usize| {
+        [8usize, 4, 2, 1]
+            .into_iter()
+            .find(|&p| p * rows <= block && p <= n.max(1))
+            .unwrap_or(1)
+    };
+    let (mut pf, mut pb) = (most(3 * h, h), most(h, 3 * h));
+    loop {
+        for whh in [true, false] {
+            if whh && !want_whh {
+                continue;
+            }
+            let bytes = smem_bytes(h, b_max, r_max, pf, pb, whh);
+            if bytes <= limit {
+                return Some(SmemPlan {
+                    bytes,
+                    smem_whh: whh as u32,
+                    pf: pf as u32,
+                    pb: pb as u32,
+                });
+            }
+        }
+        if pf == 1 && pb == 1 {
+            return None;
+        }
+        if pf >= pb {
+            pf = (pf / 2).max(1);
+        } else {
+            pb = (pb / 2).max(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smem_plan_of_the_reference_and_large_shapes() {
+        // Reference configuration (H 64, Q 10, 768 threads): 4 column slices, 8 row slices,
+        // w_hh in shared memory.
+        let p = smem_plan(64, 10, 25, 768, 227 * 1024, true).unwrap();
+        assert_eq!((p.pf, p.pb, p.smem_whh), (4, 8, 1));
+        assert_eq!(p.bytes, smem_bytes(64, 10, 25, 4, 8, true));
+        // H 128, 20 sequences: w_hh (198 KB) does not fit beside the rest.
+        let p = smem_plan(128, 20, 25, 768, 227 * 1024, true).unwrap();
+        assert_eq!((p.pf, p.pb, p.smem_whh), (2, 4, 0));
+        // Turned off by the caller.
+        assert_eq!(
+            smem_plan(64, 10, 25, 768, 227 * 1024, false)
+                .unwrap()
+                .smem_whh,
+            0
+        );
+        // A tight limit first drops w_hh, then halves the slices (the larger count first; 2 row
+        // slices of 64 take no more room than 1 column slice of 192), then gives up.
+        let bare = smem_bytes(64, 10, 25, 1, 1, false);
+        let p = smem_plan(64, 10, 25, 768, bare, true).unwrap();
+        assert_eq!((p.pf, p.pb, p.smem_whh, p.bytes), (1, 2, 0, bare));
+        assert!(smem_plan(64, 10, 25, 768, bare - 4, true).is_none());
+        // Tiny hidden sizes never take more slices than there are columns.
+        let p = smem_plan(6, 3, 25, 256, 48 * 1024, true).unwrap();
+        assert!(p.pf <= 6 && p.pb <= 8);
+    }
+
+    #[test]
+    fn smem_bytes_counts_each_region() {
+        // H 64, 10 sequences (padded to 16), 25 low-rank terms, 4 / 8 slices: h 64*16,
+        // g max(192*16, (64 + 25) * 8), red max(768, 512) * 10, seq 20, w_hh 192 * 65.
+        let floats = 64 * 16 + 192 * 16 + 7680 + 20 + 192 * 65;
+        assert_eq!(smem_bytes(64, 10, 25, 4, 8, true), floats * 4);
+        // 400 low-rank terms: the output layer's staging area outgrows g.
+        let big = floats - 192 * 16 + (64 + 400) * 8;
+        assert_eq!(smem_bytes(64, 10, 400, 4, 8, true), big * 4);
+        assert_eq!(smem_bytes(64, 10, 25, 4, 8, false), (floats - 192 * 65) * 4);
     }
 }
