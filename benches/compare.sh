@@ -3,7 +3,8 @@
 #
 #   benches/compare.sh [--backend cpu|cuda] [--recmaml PATH] [--python PATH] [--out DIR]
 #                      [--factors N|all|none|N,K,...] [--threads T] [--torch-threads LIST]
-#                      [--budget-s S] [--compile] [--iters I --repeats R --warmup W (recmaml)]
+#                      [--budget-s S] [--compile] [--graph]
+#                      [--iters I --repeats R --warmup W (recmaml)]
 #
 # 1. checks both PyTorch formulations against tests/fixtures/torch (stops on a mismatch);
 # 2. `recmaml bench --sweep --sweep-factors F --write-workload DIR/workloads`: times recmaml on
@@ -12,7 +13,9 @@
 #    meta-batch it ran;
 # 3. `torch_fomaml.py --workload DIR/workloads`: times the per-task loop and the batched form on
 #    exactly those meta-batches (the first ones of each schedule when --budget-s cuts the count),
-#    once per thread count in --torch-threads; each form's best thread count is compared;
+#    once per thread count in --torch-threads; each form's best thread count is compared
+#    (--compile adds the batched form with torch.compile, --graph the batched form at fixed
+#    shapes replayed as one CUDA graph per meta-iteration: `batched+static`, eager, on a CPU);
 # 4. prints recmaml's it/s over each PyTorch form's per configuration, writes DIR/summary.md,
 #    DIR/summary.json and DIR/its_vs_n.{png,svg} (meta-iterations/s against N, both sides).
 #
@@ -33,6 +36,7 @@ threads="$(nproc)"
 torch_threads="1,$(nproc)"
 budget=30
 compile=()
+forms=loop,batched
 rust_extra=()
 
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --torch-threads) torch_threads="$2"; shift 2 ;;
         --budget-s) budget="$2"; shift 2 ;;
         --compile) compile=(--compile); shift ;;
+        --graph) forms=loop,batched,graph; shift ;;
         --iters|--repeats|--warmup) rust_extra+=("$1" "$2"); shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; usage 2 ;;
@@ -74,7 +79,7 @@ torch_py=("$python" "$here/torch_fomaml.py" --device "$backend")
 } | tee "$out/machine.txt"
 
 echo "== 1. PyTorch formulations against the fixtures"
-"${torch_py[@]}" --check-fixtures "$root/tests/fixtures/torch" >"$out/fixtures.txt" ||
+"${torch_py[@]}" --check-fixtures "$root/tests/fixtures/torch" --forms "$forms" >"$out/fixtures.txt" ||
     { tail -n 30 "$out/fixtures.txt"; exit 1; }
 tail -n 1 "$out/fixtures.txt"
 
@@ -84,7 +89,7 @@ RAYON_NUM_THREADS="$threads" "$recmaml" bench --backend "$backend" ${sweep[@]+"$
     tee "$out/recmaml.txt"
 
 echo "== 3. PyTorch on the same meta-batches (warm-up 2, median of 3)"
-"${torch_py[@]}" --workload "$out/workloads" --threads "$torch_threads" --forms loop,batched ${compile[@]+"${compile[@]}"} \
+"${torch_py[@]}" --workload "$out/workloads" --threads "$torch_threads" --forms "$forms" ${compile[@]+"${compile[@]}"} \
     --warmup 2 --repeats 3 --budget-s "$budget" --json "$out/torch.json" | tee "$out/torch.txt"
 echo "load after: $(uptime)" | tee -a "$out/machine.txt"
 

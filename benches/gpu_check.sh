@@ -17,7 +17,7 @@
 #   pretrain     `recmaml pretrain` of the same configuration on the CUDA backend, wall time;
 #   compare      with --compare: benches/compare.sh --backend cuda (PyTorch CUDA, same batches),
 #                the N sweep; with --compile instead the reference configuration alone, the
-#                batched PyTorch form also timed with torch.compile;
+#                batched PyTorch form also timed with torch.compile and as a CUDA graph;
 #   ncu          with --ncu: Nsight Compute over one launch of the training task kernel (built
 #                with -lineinfo): its sections and per-source-line counters, in ncu.tgz;
 # then prints one table. Exit status 0 only when every check passed.
@@ -199,7 +199,7 @@ if [ "$NCU" = 1 ]; then
 fi
 if [ "$COMPARE" = 1 ]; then
   FACTORS=N; EXTRA=()
-  [ "$COMPILE" = 1 ] && { FACTORS=none; EXTRA=(--compile); }
+  [ "$COMPILE" = 1 ] && { FACTORS=none; EXTRA=(--compile --graph); }
   step compare 300 benches/compare.sh --backend cuda --recmaml "$BIN" --python "$PY" \
     --out "$OUTDIR/compare" --factors "$FACTORS" ${EXTRA[@]+"${EXTRA[@]}"} --budget-s 4 \
     --torch-threads 1 --iters 100 --repeats 3 --warmup 10

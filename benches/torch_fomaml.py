@@ -16,6 +16,10 @@ Two formulations:
   product per time step), sequences sorted by length inside each task so that step t only
   computes the rows still running (packed, like `pack_padded_sequence`), autograd through the
   batched graph. `--compile` additionally compiles the fused cell with `torch.compile`.
+* `graph` (opt-in, `--forms ...,graph`): the batched form at fixed shapes (every prefix padded
+  to the schedule's longest, all rows computed at every step under the mask), the whole
+  meta-iteration captured once as a CUDA graph and replayed per meta-batch; on the CPU the
+  same padded computation runs eagerly.
 
 Modes:
 
@@ -136,27 +140,32 @@ def new_theta(v: int, e: int, h: int, dtype, device, seed: int) -> dict[str, tor
     return {n: p.detach().clone().requires_grad_(True) for n, p in m.named_parameters()}
 
 
-def make_adam(theta: dict, lr: float, device) -> torch.optim.Optimizer:
-    """`torch.optim.Adam` with its fastest implementation for the device (fused when offered)."""
+def make_adam(theta: dict, lr: float, device, capturable: bool = False) -> torch.optim.Optimizer:
+    """`torch.optim.Adam` with its fastest implementation for the device (fused when offered);
+    `capturable`: its step count on the device, so that a CUDA graph can replay the step."""
     params = [theta[n] for n in NAMES]
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+        return torch.optim.Adam(params, lr=lr, foreach=True, capturable=capturable)
 
 
 class Outer:
     """The outer update shared by both formulations: clip_grad_norm_ then Adam."""
 
-    def __init__(self, theta: dict, outer_lr: float, clip: float, device):
+    def __init__(self, theta: dict, outer_lr: float, clip: float, device, capturable: bool = False):
         self.theta = theta
-        self.opt = make_adam(theta, outer_lr, device)
+        self.opt = make_adam(theta, outer_lr, device, capturable)
         self.clip = clip
 
-    def step(self) -> float:
+    def step_tensor(self) -> torch.Tensor:
+        """The clip and the Adam step without reading anything back (graph-capturable)."""
         norm = torch.nn.utils.clip_grad_norm_([self.theta[n] for n in NAMES], self.clip)
         self.opt.step()
-        return float(norm)
+        return norm
+
+    def step(self) -> float:
+        return float(self.step_tensor())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -407,7 +416,123 @@ class BatchedForm:
         return record
 
 
-FORMS = {"loop": LoopForm, "batched": BatchedForm}
+class StaticPacked(Packed):
+    """`Packed` at fixed shapes: prefixes padded to `lmax` steps, and every step computes all B
+    rows (finished rows are held by the mask instead of being dropped), so that one captured
+    CUDA graph serves every meta-batch of the same N, K and Q."""
+
+    def __init__(self, prefixes, labels, weights, v, device, dtype, lmax):
+        super().__init__(prefixes, labels, weights, v, device, dtype)
+        n, b, own = self.x.shape
+        if own > lmax:
+            raise ValueError(f"a prefix of {own} items is longer than the padded length {lmax}")
+        # Padding ids are item 0 of the row's task, like Packed's own padding.
+        x = (torch.arange(n, device=device) * v)[:, None, None].expand(n, b, lmax).clone()
+        x[:, :, :own] = self.x
+        mask = torch.zeros(n, b, lmax, 1, dtype=torch.bool, device=device)
+        mask[:, :, :own] = self.mask
+        self.x, self.mask, self.lmax, self.active = x, mask, lmax, [b] * lmax
+
+
+class GraphForm(BatchedForm):
+    """The batched form at fixed shapes (`StaticPacked`), the whole meta-iteration (inner loop,
+    query backward, clip, Adam) captured once as a CUDA graph and replayed for each meta-batch
+    after copying its ids, masks, labels and weights into the captured inputs. The batched
+    form is launch-bound on a GPU; a graph launches all its kernels at once. On the CPU it runs
+    the same padded computation eagerly (`batched+static`), which the fixture check covers."""
+
+    name = "batched+graph"
+
+    @staticmethod
+    def label(device) -> str:
+        return "batched+graph" if device.type == "cuda" else "batched+static"
+
+    def __init__(self, theta, dims, inner_lr, inner_steps, outer_lr, clip, device, compile_=False):
+        super().__init__(theta, dims, inner_lr, inner_steps, outer_lr, clip, device)
+        self.graphs = device.type == "cuda"
+        self.name = self.label(device)
+        self.outer = Outer(theta, outer_lr, clip, device, capturable=self.graphs)
+        self.lmax = None  # padded length; None: each batch's longest prefix
+        self.captured = {}  # (N, K, Q, lmax) -> (graph, static support, static query, outputs)
+
+    def pack(self, batch: Batch):
+        dt = self.theta[NAMES[0]].dtype
+        eps = batch.episodes
+        lmax = self.lmax or max(
+            len(p) for e in eps for p in e["support_prefixes"] + e["query_prefixes"]
+        )
+        s = StaticPacked(
+            [e["support_prefixes"] for e in eps], [e["support_labels"] for e in eps],
+            batch.weights, self.v, self.device, dt, lmax,
+        )
+        q = StaticPacked(
+            [e["query_prefixes"] for e in eps], [e["query_labels"] for e in eps],
+            [1.0] * len(eps[0]["query_labels"]), self.v, self.device, dt, lmax,
+        )
+        return s, q
+
+    def step_tensors(self, s: StaticPacked, q: StaticPacked, n: int):
+        phi = self.adapt(s, n)
+        ce, _ = self.losses(phi, q)
+        meta_loss = ce.mean()
+        meta_loss.backward()
+        return meta_loss.detach(), self.outer.step_tensor()
+
+    def capture(self, s: StaticPacked, q: StaticPacked, n: int):
+        """Warm-up on a side stream (cuBLAS and the allocator set up outside the capture), then
+        the capture; θ and Adam's state are put back as they were before the warm-up."""
+        saved = {k: t.detach().clone() for k, t in self.theta.items()}
+        opt = self.outer.opt
+        saved_state = {
+            id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+            for p, st in opt.state.items()
+        }
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                self.step_tensors(s, q, n)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            out = self.step_tensors(s, q, n)
+        with torch.no_grad():
+            for k, t in self.theta.items():
+                t.copy_(saved[k])
+            for p, st in opt.state.items():
+                old = saved_state.get(id(p))
+                for k, v in st.items():
+                    if torch.is_tensor(v):
+                        if old is None:
+                            v.zero_()  # first step: Adam's state did not exist yet
+                        else:
+                            v.copy_(old[k])
+        return graph, s, q, out
+
+    def meta_step(self, batch: Batch) -> tuple[float, float]:
+        s, q = self.pack(batch)
+        n = len(batch)
+        if not self.graphs:
+            for p in self.theta.values():
+                p.grad = None
+            loss, norm = self.step_tensors(s, q, n)
+            return float(loss), float(norm)
+        key = (n, s.x.shape[1], q.x.shape[1], s.lmax)
+        if key not in self.captured:
+            self.captured[key] = self.capture(s, q, n)
+        graph, gs, gq, (loss, norm) = self.captured[key]
+        for dst, src in ((gs, s), (gq, q)):
+            dst.x.copy_(src.x)
+            dst.mask.copy_(src.mask)
+            dst.labels.copy_(src.labels)
+            dst.weights.copy_(src.weights)
+        graph.replay()
+        return float(loss), float(norm)
+
+
+FORMS = {"loop": LoopForm, "batched": BatchedForm, "graph": GraphForm}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -444,7 +569,8 @@ def check_case(case_dir: Path, form_cls, dtype, tol, device, compile_) -> Checke
     weights = load_safetensors(case_dir / "weights.safetensors")
     episodes = read_episodes(case_dir / "episodes.parquet")
     dims = (cfg["n_items"], cfg["embed_dim"], cfg["hidden_dim"])
-    ck = Checker(f"{case_dir.name} [{form_cls.name} {str(dtype).replace('torch.', '')}]", tol)
+    name = form_cls.label(device) if hasattr(form_cls, "label") else form_cls.name
+    ck = Checker(f"{case_dir.name} [{name} {str(dtype).replace('torch.', '')}]", tol)
     ck.scalar("recency_weights", 1.0 + recency_weights(cfg)[0], 1.0 + cfg["recency_weights"][0])
     batch = Batch(episodes, recency_weights(cfg))
 
@@ -572,6 +698,13 @@ def bench_workload(wl: dict, args, device, episodes_cache: dict) -> list[dict]:
         form = FORMS[name](
             theta, dims, wl["inner_lr"], wl["inner_steps"], wl["outer_lr"], wl["clip"], device, compile_
         )
+        if isinstance(form, GraphForm):  # one padded length (one graph) for the whole schedule
+            form.lmax = max(
+                len(p)
+                for bt in batches
+                for e in bt.episodes
+                for p in e["support_prefixes"] + e["query_prefixes"]
+            )
         warmup = args.warmup if args.warmup is not None else wl["warmup"]
         iters = args.iters if args.iters is not None else wl["iters"]
         repeats = args.repeats if args.repeats is not None else wl["repeats"]
@@ -651,7 +784,12 @@ def main(argv=None) -> int:
     mode.add_argument("--check-fixtures", type=Path, metavar="DIR", help="compare with the PyTorch fixtures in DIR")
     mode.add_argument("--workload", type=Path, help="workload.json, or a folder of */workload.json")
     mode.add_argument("--episodes", help="episode parquet file to draw meta-batches from")
-    ap.add_argument("--forms", default="loop,batched", help="comma-separated: loop,batched")
+    ap.add_argument(
+        "--forms",
+        default="loop,batched",
+        help="comma-separated: loop,batched,graph (graph: the batched form at fixed shapes, "
+        "replayed as one CUDA graph per meta-iteration on a GPU)",
+    )
     ap.add_argument("--compile", action="store_true", help="also time batched with torch.compile on the GRU cell")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
