@@ -25,8 +25,9 @@ __device__ __forceinline__ void gru_set_transposed(const Dims& d, const WsLayout
 }
 
 // Shared memory of the recurrences (see TaskParams::pf / pb; the host sizes it the same way,
-// `params::smem_plan` in src/cuda/params.rs). Rows of sequences are padded to BP = B rounded up to 8 (two float4 loads
-// per row read 8 sequences at once; padded lanes feed accumulators that are never stored).
+// `params::smem_plan` in src/cuda/params.rs). Rows of sequences are padded to BP = B rounded up
+// to 8 (two float4 loads per row read 8 sequences at once; padded lanes feed accumulators that
+// are never stored).
 //   h    [H, BPmax]: the running hidden states, column b (forward); [B, H] z * dh (backward)
 //   g    [3H, BPmax]: one step's dgh, column b (backward); also the output layer's staged inputs,
 //        [(H + R_max) * 8] (output_ce_forward_block)
