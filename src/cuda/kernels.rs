@@ -59,14 +59,16 @@ pub const DEFAULT_BLOCK: u32 = 768;
 /// Threads per block: `RECMAML_CUDA_BLOCK` (a multiple of 32 in 64..=1024, for tuning runs) or
 /// [`DEFAULT_BLOCK`]; any other value is an error naming the variable.
 pub fn block_size() -> Result<u32> {
-    match std::env::var("RECMAML_CUDA_BLOCK") {
-        Err(_) => Ok(DEFAULT_BLOCK),
-        Ok(s) => match s.trim().parse::<u32>() {
-            Ok(b) if (64..=1024).contains(&b) && b % 32 == 0 => Ok(b),
-            _ => Err(backend_err(format!(
-                "RECMAML_CUDA_BLOCK={s}: expected a multiple of 32 from 64 to 1024"
-            ))),
-        },
+    std::env::var("RECMAML_CUDA_BLOCK").map_or(Ok(DEFAULT_BLOCK), |s| parse_block(&s))
+}
+
+/// A `RECMAML_CUDA_BLOCK` value: a multiple of 32 (whole warps) from 64 to 1024.
+fn parse_block(s: &str) -> Result<u32> {
+    match s.trim().parse::<u32>() {
+        Ok(b) if (64..=1024).contains(&b) && b % 32 == 0 => Ok(b),
+        _ => Err(backend_err(format!(
+            "RECMAML_CUDA_BLOCK={s}: expected a multiple of 32 from 64 to 1024"
+        ))),
     }
 }
 
@@ -187,6 +189,20 @@ pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_sizes_are_whole_warps_from_64_to_1024() {
+        for ok in ["64", "96", "384", " 768 ", "1024"] {
+            assert_eq!(parse_block(ok).unwrap(), ok.trim().parse::<u32>().unwrap());
+        }
+        for bad in ["32", "100", "1056", "0", "-64", "768x", ""] {
+            let e = parse_block(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("RECMAML_CUDA_BLOCK") && e.contains("multiple of 32"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn every_entry_point_is_extern_c_in_some_file() {
