@@ -45,7 +45,7 @@ const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
 /// The relative difference of `a` from `b`: `(||a - b|| / ||b||, max |a - b| / max |b|)`
 /// (L2 norms, as in the PyTorch fixtures' tolerance; the max-norm form is shown beside it).
 /// Infinite when `a` holds a NaN or an infinity (an unwritten, poisoned element).
-fn rel_diff(a: &[f32], b: &[f32]) -> (f64, f64) {
+pub(crate) fn rel_diff(a: &[f32], b: &[f32]) -> (f64, f64) {
     if a.iter().any(|x| !x.is_finite()) {
         return (f64::INFINITY, f64::INFINITY);
     }

@@ -8,6 +8,8 @@
 //! on a GPU; tests/kernels_compile.rs compiles them (NVRTC + ptxas) on machines without one.
 
 pub mod check;
+#[cfg(test)]
+mod emu;
 pub mod kernels;
 pub mod pack;
 pub mod params;
@@ -19,12 +21,10 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr,
     LaunchConfig, PushKernelArg,
 };
-use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams};
+use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams, NORM_BLOCKS};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
-const NORM_BLOCKS: u32 = 256;
 /// Dynamic shared memory available without an opt-in.
 const DEFAULT_SHARED: usize = 48 * 1024;
 
@@ -159,9 +159,8 @@ fn reserve<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
 }
 
 fn grid(n: usize, cap: u32, block: u32) -> LaunchConfig {
-    let blocks = (n.div_ceil(block as usize) as u32).clamp(1, cap);
     LaunchConfig {
-        grid_dim: (blocks, 1, 1),
+        grid_dim: (params::grid_blocks(n, cap, block), 1, 1),
         block_dim: (block, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -332,30 +331,15 @@ impl Cuda {
             .stream
             .clone_dtoh(&self.bufs.ws.slice(i * stride..(i + 1) * stride))
             .map_err(drv("reading a workspace"))?;
-        let mut phi = self.params()?;
-        let (l, d, t) = (&self.layout, &self.dims, &b.descs[i]);
-        let (e, h, v) = (d.e as usize, d.h as usize, d.v as usize);
-        let at = |off: u32, n: usize| &ws[off as usize..off as usize + n];
-        phi[l.w_ih().start..l.b_hh().end].copy_from_slice(at(b.ws.gru, d.gru_len as usize));
-        let ids = &b.ints[t.ids as usize..][..t.n_rows as usize];
-        let table = at(b.ws.table, ids.len() * e);
-        for (row, &id) in ids.iter().enumerate() {
-            let dst = l.embedding().start + id as usize * e;
-            phi[dst..dst + e].copy_from_slice(&table[row * e..(row + 1) * e]);
-        }
-        phi[l.out_b()].copy_from_slice(at(b.ws.bias, v));
-        let rank = inner.steps * t.support.n_seqs as usize;
-        let (lr_d, lr_g) = (at(b.ws.lr_d, rank * v), at(b.ws.lr_g, rank * h));
-        let w = &mut phi[l.out_w()];
-        for r in 0..rank {
-            for item in 0..v {
-                let c = lr_d[r * v + item];
-                for k in 0..h {
-                    w[item * h + k] += c * lr_g[r * h + k];
-                }
-            }
-        }
-        Ok(phi)
+        Ok(pack::adapted_dense(
+            &self.layout,
+            &self.dims,
+            &b,
+            i,
+            inner.steps,
+            &ws,
+            self.params()?,
+        ))
     }
 
     /// The device's name.
@@ -423,18 +407,7 @@ impl Cuda {
         // SAFETY: matches transpose_out in output_ce.cu; w_out_t holds V * H floats.
         unsafe { l.launch(grid(n_out, 1024, self.block)) }
             .map_err(drv("launching transpose_out"))?;
-        let params = TaskParams {
-            d: self.dims,
-            ws: b.ws,
-            n_tasks: tasks.len() as u32,
-            steps: inner.steps as u32,
-            lr: inner.lr,
-            q_max: b.q_max,
-            smem_whh: plan.smem_whh,
-            pf: plan.pf,
-            pb: plan.pb,
-            pad_: 0,
-        };
+        let params = TaskParams::new(self.dims, &b, tasks.len(), inner, &plan);
         let cfg = LaunchConfig {
             grid_dim: (tasks.len() as u32, 1, 1),
             block_dim: (self.block, 1, 1),
@@ -466,18 +439,7 @@ impl Cuda {
             .arg(&mut bf.task_loss);
         // SAFETY: argument types and order match task_backward in task.cu; buffers are sized by pack().
         unsafe { l.launch(cfg) }.map_err(drv("launching task_backward"))?;
-        let rp = ReduceParams {
-            d: self.dims,
-            ws: params.ws,
-            n_tasks: params.n_tasks,
-            item_csr: b.item_csr,
-            inv_n: if over.is_some() {
-                1.0
-            } else {
-                1.0f32 / tasks.len() as f32
-            },
-            pad_: 0,
-        };
+        let rp = ReduceParams::new(&params, b.item_csr, over.is_some());
         let mut l = self.stream.launch_builder(&self.k.meta_grad);
         l.arg(&rp)
             .arg(&bf.ints)
@@ -490,24 +452,6 @@ impl Cuda {
         unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
             .map_err(drv("launching meta_grad_forward"))?;
         Ok(())
-    }
-
-    fn adam_params(&self, outer: &OuterConfig) -> AdamParams {
-        let t = (self.step + 1).min(i32::MAX as u64) as i32;
-        let bias_c1 = 1.0f32 - (outer.beta1 as f64).powi(t) as f32;
-        let bias_c2 = 1.0f32 - (outer.beta2 as f64).powi(t) as f32;
-        AdamParams {
-            p: self.layout.len as u32,
-            n_partials: NORM_BLOCKS,
-            clip: outer.clip,
-            step_size: outer.lr / bias_c1,
-            beta2: outer.beta2,
-            w1: 1.0 - outer.beta1,
-            w2: 1.0 - outer.beta2,
-            bias_c2_sqrt: bias_c2.sqrt(),
-            eps: outer.eps,
-            pad_: 0,
-        }
     }
 
     /// One meta-step (meta-gradient with `over` as in [`Self::launch_meta_gradient`], clip, Adam).
@@ -523,7 +467,7 @@ impl Cuda {
             .record(&self.stream)
             .map_err(drv("recording an event"))?;
         self.launch_meta_gradient(tasks, inner, over)?;
-        let ap = self.adam_params(outer);
+        let ap = AdamParams::for_step(self.step, self.layout.len, outer);
         let cfg = LaunchConfig {
             grid_dim: (NORM_BLOCKS, 1, 1),
             block_dim: (self.block, 1, 1),

@@ -8,6 +8,7 @@ use super::params::{Dims, SplitDesc, TaskDesc, WsLayout, NONE};
 use crate::backend::Task;
 use crate::cpu::check_task;
 use crate::error::{Error, Result};
+use crate::model::ParamLayout;
 
 /// Floats per alignment unit of workspace buffers (128 bytes).
 const ALIGN: usize = 32;
@@ -269,6 +270,44 @@ pub fn pack_with(
     to_u32(b.ints.len(), "batch size")?;
     b.ws = workspace(d, u_max, t_max, b_max, steps * k_max, block as usize)?;
     Ok(b)
+}
+
+/// Task `i`'s adapted weights as a dense flat vector: `theta` with the fast GRU block, embedding
+/// rows and output bias of its workspace `ws` (one task's `stride` floats, after the inner loop
+/// of `steps` steps) and output.weight as θ's plus the SGD steps' rank-1 terms.
+pub fn adapted_dense(
+    layout: &ParamLayout,
+    d: &Dims,
+    b: &Batch,
+    i: usize,
+    steps: usize,
+    ws: &[f32],
+    theta: Vec<f32>,
+) -> Vec<f32> {
+    let mut phi = theta;
+    let (l, t) = (layout, &b.descs[i]);
+    let (e, h, v) = (d.e as usize, d.h as usize, d.v as usize);
+    let at = |off: u32, n: usize| &ws[off as usize..off as usize + n];
+    phi[l.w_ih().start..l.b_hh().end].copy_from_slice(at(b.ws.gru, d.gru_len as usize));
+    let ids = &b.ints[t.ids as usize..][..t.n_rows as usize];
+    let table = at(b.ws.table, ids.len() * e);
+    for (row, &id) in ids.iter().enumerate() {
+        let dst = l.embedding().start + id as usize * e;
+        phi[dst..dst + e].copy_from_slice(&table[row * e..(row + 1) * e]);
+    }
+    phi[l.out_b()].copy_from_slice(at(b.ws.bias, v));
+    let rank = steps * t.support.n_seqs as usize;
+    let (lr_d, lr_g) = (at(b.ws.lr_d, rank * v), at(b.ws.lr_g, rank * h));
+    let w = &mut phi[l.out_w()];
+    for r in 0..rank {
+        for item in 0..v {
+            let c = lr_d[r * v + item];
+            for k in 0..h {
+                w[item * h + k] += c * lr_g[r * h + k];
+            }
+        }
+    }
+    phi
 }
 
 #[cfg(test)]

@@ -129,6 +129,81 @@ pub struct AdamParams {
     pub pad_: u32,
 }
 
+/// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
+pub const NORM_BLOCKS: u32 = 256;
+
+/// Blocks for a grid-stride kernel over `n` elements: enough for one element per thread, at
+/// least 1 and at most `cap`.
+pub fn grid_blocks(n: usize, cap: u32, block: u32) -> u32 {
+    (n.div_ceil(block as usize) as u32).clamp(1, cap)
+}
+
+impl TaskParams {
+    /// The task kernels' arguments for a packed batch of `n_tasks` tasks, the inner loop
+    /// (`steps`, `lr`) and the shared-memory plan.
+    pub fn new(
+        d: Dims,
+        b: &super::pack::Batch,
+        n_tasks: usize,
+        inner: &crate::backend::InnerLoop,
+        plan: &SmemPlan,
+    ) -> Self {
+        TaskParams {
+            d,
+            ws: b.ws,
+            n_tasks: n_tasks as u32,
+            steps: inner.steps as u32,
+            lr: inner.lr,
+            q_max: b.q_max,
+            smem_whh: plan.smem_whh,
+            pf: plan.pf,
+            pb: plan.pb,
+            pad_: 0,
+        }
+    }
+}
+
+impl ReduceParams {
+    /// meta_grad_forward's arguments: the task gradients averaged over the N tasks, or summed
+    /// (`summed`, pretraining: each task's loss is already weighted).
+    pub fn new(t: &TaskParams, item_csr: u32, summed: bool) -> Self {
+        ReduceParams {
+            d: t.d,
+            ws: t.ws,
+            n_tasks: t.n_tasks,
+            item_csr,
+            inv_n: if summed {
+                1.0
+            } else {
+                1.0f32 / t.n_tasks as f32
+            },
+            pad_: 0,
+        }
+    }
+}
+
+impl AdamParams {
+    /// clip_forward's and adam_forward's arguments for Adam step `step + 1` over `p` parameters
+    /// (the bias corrections in double, as in maml::adam_step).
+    pub fn for_step(step: u64, p: usize, outer: &crate::backend::OuterConfig) -> Self {
+        let t = (step + 1).min(i32::MAX as u64) as i32;
+        let bias_c1 = 1.0f32 - (outer.beta1 as f64).powi(t) as f32;
+        let bias_c2 = 1.0f32 - (outer.beta2 as f64).powi(t) as f32;
+        AdamParams {
+            p: p as u32,
+            n_partials: NORM_BLOCKS,
+            clip: outer.clip,
+            step_size: outer.lr / bias_c1,
+            beta2: outer.beta2,
+            w1: 1.0 - outer.beta1,
+            w2: 1.0 - outer.beta2,
+            bias_c2_sqrt: bias_c2.sqrt(),
+            eps: outer.eps,
+            pad_: 0,
+        }
+    }
+}
+
 const _: () = assert!(std::mem::size_of::<SplitDesc>() == 36);
 const _: () = assert!(std::mem::size_of::<TaskDesc>() == 88);
 const _: () = assert!(std::mem::size_of::<Dims>() == 48);

@@ -1,0 +1,588 @@
+//! Tests only: the CUDA kernels run on the CPU, so their logic is checked against the CPU engine
+//! on machines without a GPU (CI among them).
+//!
+//! The kernel program, exactly as NVRTC gets it ([`kernels::program_source`]), is compiled by the
+//! host C++ compiler (`$CXX`, else `g++`) together with `emu_runtime.h`, an emulator of the CUDA
+//! execution model (threads as fibers that switch at barriers and warp shuffles; a barrier that
+//! can never complete is an error), and `emu_launch.cpp` (one entry point taking
+//! cuLaunchKernel-style arguments). [`Engine`] then drives the same launches as the CUDA backend
+//! (same packing, parameters and grid sizes, from `pack` and `params`) on host buffers.
+//!
+//! What this shows: the kernels compute the CPU engine's function for every path the test
+//! shapes reach, under one barrier-respecting schedule. What it cannot: speed, memory ordering
+//! and races between threads (compute-sanitizer on a GPU), the device's libm.
+
+use super::kernels;
+use super::pack;
+use super::params::{self, AdamParams, Dims, ReduceParams, TaskParams, NORM_BLOCKS};
+use crate::backend::{InnerLoop, OuterConfig, Task, TaskEval};
+use crate::model::ParamLayout;
+use std::ffi::{c_char, c_int, c_ulong, c_void, CString};
+use std::path::PathBuf;
+
+type LaunchFn = unsafe extern "C" fn(
+    *const c_char,
+    u32,
+    u32,
+    u32,
+    *mut *mut c_void,
+    *mut c_char,
+    c_ulong,
+) -> c_int;
+
+/// The kernel program compiled for the host, for `block` threads per block.
+pub struct Emu {
+    lib: libloading::Library,
+    _dir: tempfile::TempDir,
+    pub block: u32,
+}
+
+/// The C++ translation unit: the runtime, the kernel program with its shared-memory declarations
+/// made host-side (the dynamic array becomes the block's buffer, static ones thread-locals
+/// shared by the block's fibers), then the launcher.
+pub fn source(block: u32) -> String {
+    let program = kernels::program_source()
+        .replace(
+            "extern __shared__ float sh[];",
+            "float* sh = rm_emu_dyn_smem();",
+        )
+        .replace("__shared__ ", "static thread_local ");
+    format!(
+        "#define RM_BLOCK {block}\n#line 1 \"emu_runtime.h\"\n{}\n{program}\n#line 1 \"emu_launch.cpp\"\n{}",
+        include_str!("emu_runtime.h"),
+        include_str!("emu_launch.cpp")
+    )
+}
+
+impl Emu {
+    /// Compiles the program; `Ok(None)` when no C++ compiler can be run (the caller skips).
+    pub fn build(block: u32) -> Result<Option<Emu>, String> {
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let src = dir.path().join("recmaml_emu.cpp");
+        let lib: PathBuf = dir.path().join("librecmaml_emu.so");
+        std::fs::write(&src, source(block)).map_err(|e| e.to_string())?;
+        let out = match std::process::Command::new(&cxx)
+            .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-w", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("running {cxx}: {e}")),
+        };
+        if !out.status.success() {
+            return Err(format!(
+                "{cxx} failed on the emulated kernels:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // SAFETY: a library we just built; its only initialisers are the C++ runtime's.
+        let lib = unsafe { libloading::Library::new(&lib) }.map_err(|e| e.to_string())?;
+        Ok(Some(Emu {
+            lib,
+            _dir: dir,
+            block,
+        }))
+    }
+
+    /// Runs kernel `name` on `grid` blocks with `smem` bytes of dynamic shared memory; `args`
+    /// point at each argument's value, as for cuLaunchKernel.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's signature and every buffer must be large enough.
+    pub unsafe fn launch(
+        &self,
+        name: &str,
+        grid: u32,
+        smem: usize,
+        args: &mut [*mut c_void],
+    ) -> Result<(), String> {
+        let f: libloading::Symbol<LaunchFn> = self
+            .lib
+            .get(b"rm_emu_launch\0")
+            .map_err(|e| e.to_string())?;
+        let name_c = CString::new(name).map_err(|e| e.to_string())?;
+        let mut msg = vec![0 as c_char; 1024];
+        let rc = f(
+            name_c.as_ptr(),
+            grid,
+            self.block,
+            smem as u32,
+            args.as_mut_ptr(),
+            msg.as_mut_ptr(),
+            msg.len() as c_ulong,
+        );
+        if rc == 0 {
+            Ok(())
+        } else {
+            let bytes: Vec<u8> = msg
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            Err(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
+impl Emu {
+    /// Runs each block's threads in reverse index order between barriers (`true`) or in order:
+    /// a kernel without races gives the same bytes either way. Applies to the calling thread.
+    pub fn set_reverse(&self, reverse: bool) -> Result<(), String> {
+        // SAFETY: rm_emu_order(int) in emu_launch.cpp.
+        let f: libloading::Symbol<unsafe extern "C" fn(c_int)> =
+            unsafe { self.lib.get(b"rm_emu_order\0").map_err(|e| e.to_string())? };
+        // SAFETY: sets a thread-local flag.
+        unsafe { f(c_int::from(reverse)) };
+        Ok(())
+    }
+}
+
+/// A pointer to a value, as a kernel argument.
+fn a<T>(x: &mut T) -> *mut c_void {
+    x as *mut T as *mut c_void
+}
+
+/// The CUDA backend's launch sequence on emulated kernels, with host buffers. Every buffer the
+/// kernels write is filled with NaN before each launch, as in `recmaml gpu-check`.
+pub struct Engine {
+    pub emu: Emu,
+    layout: ParamLayout,
+    dims: Dims,
+    pub theta: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    step: u64,
+    /// Shared-memory limit for the plan (the H100's opt-in limit by default) and whether w_hh
+    /// may sit in shared memory.
+    pub smem_limit: usize,
+    pub smem_whh: bool,
+    /// The last task launch's workspaces (for [`Engine::adapted`]).
+    ws: Vec<f32>,
+}
+
+/// The outputs of [`Engine::meta_gradient`].
+pub struct MetaGrad {
+    pub grad: Vec<f32>,
+    pub loss: f64,
+}
+
+impl Engine {
+    pub fn new(emu: Emu, layout: ParamLayout, theta: Vec<f32>) -> Self {
+        let p = layout.len;
+        Engine {
+            emu,
+            dims: Dims::of(&layout),
+            layout,
+            theta,
+            m: vec![0.0; p],
+            v: vec![0.0; p],
+            step: 0,
+            smem_limit: 227 * 1024,
+            smem_whh: true,
+            ws: Vec::new(),
+        }
+    }
+
+    fn nan(n: usize) -> Vec<f32> {
+        vec![f32::from_bits(u32::MAX); n.max(1)]
+    }
+
+    /// Packs the batch, runs transpose_out; the task kernels' parameters, shared memory and
+    /// θ's output.weight transposed.
+    fn load(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+    ) -> Result<(TaskParams, usize, pack::Batch, Vec<f32>), String> {
+        let block = self.emu.block;
+        let b = pack::pack(tasks, &self.dims, inner.steps, block).map_err(|e| e.to_string())?;
+        let plan = params::smem_plan(
+            self.dims.h as usize,
+            b.ws.b_max as usize,
+            b.ws.r_max as usize,
+            block as usize,
+            self.smem_limit,
+            self.smem_whh,
+        )
+        .ok_or("no shared-memory plan fits")?;
+        let n_out = (self.dims.v * self.dims.h) as usize;
+        let mut w_out_t = Self::nan(n_out);
+        let (mut d, mut th, mut wt) = (self.dims, self.theta.as_ptr(), w_out_t.as_mut_ptr());
+        let g = params::grid_blocks(n_out, 1024, block);
+        // SAFETY: transpose_out(Dims, const float*, float*); w_out_t holds V * H floats.
+        unsafe {
+            self.emu.launch(
+                "transpose_out",
+                g,
+                0,
+                &mut [a(&mut d), a(&mut th), a(&mut wt)],
+            )?
+        };
+        let tp = TaskParams::new(self.dims, &b, tasks.len(), inner, &plan);
+        Ok((tp, plan.bytes, b, w_out_t))
+    }
+
+    /// The meta-gradient (task_backward, meta_grad_forward) and the meta-loss.
+    pub fn meta_gradient(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<MetaGrad, String> {
+        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner)?;
+        let n = tasks.len();
+        let mut ws = Self::nan(b.ws.stride as usize * n);
+        let mut task_loss = Self::nan(n);
+        let (mut th, mut wt) = (self.theta.as_ptr(), w_out_t.as_ptr());
+        let (mut ints, mut descs, mut fl) = (b.ints.as_ptr(), b.descs.as_ptr(), b.floats.as_ptr());
+        let (mut wsp, mut tl) = (ws.as_mut_ptr(), task_loss.as_mut_ptr());
+        // SAFETY: task_backward's signature (task.cu); buffers sized by pack().
+        unsafe {
+            self.emu.launch(
+                "task_backward",
+                n as u32,
+                smem,
+                &mut [
+                    a(&mut tp),
+                    a(&mut th),
+                    a(&mut wt),
+                    a(&mut ints),
+                    a(&mut descs),
+                    a(&mut fl),
+                    a(&mut wsp),
+                    a(&mut tl),
+                ],
+            )?
+        };
+        let p = self.layout.len;
+        let mut grad = Self::nan(p);
+        let mut stats = [f64::NAN; 2];
+        let mut rp = ReduceParams::new(&tp, b.item_csr, false);
+        let (mut wsc, mut tlc) = (ws.as_ptr(), task_loss.as_ptr());
+        let (mut gp, mut sp) = (grad.as_mut_ptr(), stats.as_mut_ptr());
+        // SAFETY: meta_grad_forward's signature (meta_grad.cu).
+        unsafe {
+            self.emu.launch(
+                "meta_grad_forward",
+                params::grid_blocks(p, 4096, self.emu.block),
+                0,
+                &mut [
+                    a(&mut rp),
+                    a(&mut ints),
+                    a(&mut descs),
+                    a(&mut wsc),
+                    a(&mut tlc),
+                    a(&mut gp),
+                    a(&mut sp),
+                ],
+            )?
+        };
+        self.ws = ws;
+        Ok(MetaGrad {
+            grad,
+            loss: stats[0],
+        })
+    }
+
+    /// Task `i`'s adapted weights after [`Engine::meta_gradient`] on the same tasks.
+    pub fn adapted(&self, tasks: &[Task], inner: &InnerLoop, i: usize) -> Result<Vec<f32>, String> {
+        let b = pack::pack(tasks, &self.dims, inner.steps, self.emu.block)
+            .map_err(|e| e.to_string())?;
+        let stride = b.ws.stride as usize;
+        let ws = &self.ws[i * stride..(i + 1) * stride];
+        Ok(pack::adapted_dense(
+            &self.layout,
+            &self.dims,
+            &b,
+            i,
+            inner.steps,
+            ws,
+            self.theta.clone(),
+        ))
+    }
+
+    /// One meta-step: meta-gradient, clip_forward, adam_forward. Returns the gradient norm.
+    pub fn meta_step(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        outer: &OuterConfig,
+    ) -> Result<f64, String> {
+        let mg = self.meta_gradient(tasks, inner)?;
+        let mut ap = AdamParams::for_step(self.step, self.layout.len, outer);
+        let mut partials = vec![f64::NAN; NORM_BLOCKS as usize];
+        let mut stats = [mg.loss, f64::NAN];
+        let (mut gp, mut pp) = (mg.grad.as_ptr(), partials.as_mut_ptr());
+        // SAFETY: clip_forward's signature (clip.cu); NORM_BLOCKS partials.
+        unsafe {
+            self.emu.launch(
+                "clip_forward",
+                NORM_BLOCKS,
+                0,
+                &mut [a(&mut ap), a(&mut gp), a(&mut pp)],
+            )?
+        };
+        let (mut th, mut m, mut v) = (
+            self.theta.as_mut_ptr(),
+            self.m.as_mut_ptr(),
+            self.v.as_mut_ptr(),
+        );
+        let (mut pc, mut sp) = (partials.as_ptr(), stats.as_mut_ptr());
+        // SAFETY: adam_forward's signature (adam.cu).
+        unsafe {
+            self.emu.launch(
+                "adam_forward",
+                params::grid_blocks(self.layout.len, 4096, self.emu.block),
+                0,
+                &mut [
+                    a(&mut ap),
+                    a(&mut th),
+                    a(&mut gp),
+                    a(&mut m),
+                    a(&mut v),
+                    a(&mut pc),
+                    a(&mut sp),
+                ],
+            )?
+        };
+        if stats[0].is_finite() && stats[1].is_finite() {
+            self.step += 1;
+        }
+        Ok(stats[1])
+    }
+
+    /// Zero- and few-shot query logits and losses (task_forward).
+    pub fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>, String> {
+        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner)?;
+        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
+        let mut ws = Self::nan(b.ws.stride as usize * n);
+        let mut logits = Self::nan(n * 2 * q_max * v);
+        let mut losses = Self::nan(2 * n);
+        let (mut th, mut wt) = (self.theta.as_ptr(), w_out_t.as_ptr());
+        let (mut ints, mut descs, mut fl) = (b.ints.as_ptr(), b.descs.as_ptr(), b.floats.as_ptr());
+        let (mut wsp, mut lp, mut lsp) =
+            (ws.as_mut_ptr(), logits.as_mut_ptr(), losses.as_mut_ptr());
+        // SAFETY: task_forward's signature (task.cu); outputs sized above.
+        unsafe {
+            self.emu.launch(
+                "task_forward",
+                n as u32,
+                smem,
+                &mut [
+                    a(&mut tp),
+                    a(&mut th),
+                    a(&mut wt),
+                    a(&mut ints),
+                    a(&mut descs),
+                    a(&mut fl),
+                    a(&mut wsp),
+                    a(&mut lp),
+                    a(&mut lsp),
+                ],
+            )?
+        };
+        Ok(tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let q = t.query_labels.len();
+                let slot = |s: usize| logits[(i * 2 + s) * q_max * v..][..q * v].to_vec();
+                TaskEval {
+                    zero_shot_loss: losses[2 * i] as f64,
+                    few_shot_loss: losses[2 * i + 1] as f64,
+                    zero_shot_logits: slot(0),
+                    few_shot_logits: slot(1),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::bench::generate_episodes;
+    use crate::cpu::Cpu;
+    use crate::cuda::check::rel_diff;
+    use crate::model::{init_params, ModelDims};
+
+    /// The emulated kernels for `block` threads, or `None` (printed) without a C++ compiler,
+    /// which RECMAML_REQUIRE_EMU=1 (CI) turns into a failure.
+    fn emu(block: u32) -> Option<Emu> {
+        match Emu::build(block) {
+            Ok(Some(e)) => Some(e),
+            Ok(None) => {
+                assert!(
+                    std::env::var("RECMAML_REQUIRE_EMU").map_or(true, |v| v != "1"),
+                    "RECMAML_REQUIRE_EMU=1 but no C++ compiler ($CXX or g++) could be run"
+                );
+                eprintln!("skipped: no C++ compiler ($CXX or g++) to build the kernel emulator");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Everything `recmaml gpu-check` compares, on the emulated kernels against the CPU engine:
+    /// the meta-gradient and meta-loss, the first and last task's adapted weights, θ after two
+    /// meta-steps (clip + Adam), the zero- and few-shot logits; each tensor within 1e-4
+    /// relative (L2), unwritten elements (NaN-poisoned) failing.
+    fn check_case(
+        block: u32,
+        (v, e, h, n, k, q, s): (usize, usize, usize, usize, usize, usize, usize),
+        max_len: usize,
+        smem_whh: bool,
+    ) {
+        let Some(emu) = emu(block) else { return };
+        let tol = 1e-4;
+        let layout = ParamLayout::new(ModelDims {
+            n_items: v,
+            embed_dim: e,
+            hidden_dim: h,
+        });
+        let seed = (v * 31 + h * 7 + n) as u64;
+        let theta = init_params(&layout, seed);
+        let eps = generate_episodes(n, k, q, v, max_len, seed);
+        let weights: Vec<f32> = (1..=k)
+            .map(|i| i as f32 / (k * (k + 1) / 2) as f32)
+            .collect();
+        let tasks: Vec<Task> = eps
+            .iter()
+            .map(|ep| crate::train::task_of(ep, &weights))
+            .collect();
+        let inner = InnerLoop { lr: 0.05, steps: s };
+        let outer = OuterConfig::adam(1e-3, 1.0);
+        let mut cpu = Cpu::new(layout.clone(), theta.clone()).unwrap();
+        let mut gpu = Engine::new(emu, layout.clone(), theta.clone());
+        gpu.smem_whh = smem_whh;
+        let label = format!("block {block}, V {v} E {e} H {h} N {n} K {k} Q {q} S {s}");
+        let close = |what: &str, got: &[f32], want: &[f32]| {
+            let (d, dmax) = rel_diff(got, want);
+            assert!(
+                d <= tol,
+                "{label}: {what} differs by {d:.3e} (max-norm {dmax:.3e})"
+            );
+        };
+        let mut g_cpu = vec![0.0f32; layout.len];
+        let l_cpu = cpu.meta_gradient(&tasks, &inner, &mut g_cpu).unwrap();
+        let mg = gpu.meta_gradient(&tasks, &inner).unwrap();
+        assert!(
+            ((mg.loss - l_cpu) / l_cpu).abs() <= tol,
+            "{label}: meta-loss {} vs {l_cpu}",
+            mg.loss
+        );
+        for t in &layout.tensors {
+            close(
+                &format!("meta-gradient {}", t.name),
+                &mg.grad[t.range()],
+                &g_cpu[t.range()],
+            );
+        }
+        // The same launches with each block's threads in reverse order: the same bytes, or a
+        // result depends on the order in which threads reach shared memory (a race).
+        let ws_fwd = gpu.ws.clone();
+        gpu.emu.set_reverse(true).unwrap();
+        let rev = gpu.meta_gradient(&tasks, &inner).unwrap();
+        let ev_rev = gpu.evaluate(&tasks, &inner).unwrap();
+        gpu.emu.set_reverse(false).unwrap();
+        let same = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same(&rev.grad, &mg.grad) && rev.loss.to_bits() == mg.loss.to_bits(),
+            "{label}: the meta-gradient depends on the threads' order (a race)"
+        );
+        let ev_fwd = gpu.evaluate(&tasks, &inner).unwrap();
+        for (x, y) in ev_fwd.iter().zip(&ev_rev) {
+            assert!(
+                same(&x.few_shot_logits, &y.few_shot_logits)
+                    && same(&x.zero_shot_logits, &y.zero_shot_logits),
+                "{label}: the evaluation logits depend on the threads' order (a race)"
+            );
+        }
+        gpu.ws = ws_fwd;
+        for i in [0, n - 1] {
+            let phi = gpu.adapted(&tasks, &inner, i).unwrap();
+            let mut want = vec![0.0f32; layout.len];
+            let t = &tasks[i];
+            crate::cpu::adapt(
+                &layout,
+                &theta,
+                t,
+                t.support_weights,
+                inner.lr,
+                inner.steps,
+                &mut want,
+            )
+            .unwrap();
+            for ten in &layout.tensors {
+                close(
+                    &format!("task {i} adapted {}", ten.name),
+                    &phi[ten.range()],
+                    &want[ten.range()],
+                );
+            }
+        }
+        for _ in 0..2 {
+            let a = cpu.meta_step(&tasks, &inner, &outer).unwrap();
+            let b = gpu.meta_step(&tasks, &inner, &outer).unwrap();
+            assert!(
+                ((b - a.grad_norm) / a.grad_norm).abs() <= tol,
+                "{label}: gradient norm {b} vs {}",
+                a.grad_norm
+            );
+        }
+        let t_cpu = cpu.params().unwrap();
+        for t in &layout.tensors {
+            close(
+                &format!("θ after Adam {}", t.name),
+                &gpu.theta[t.range()],
+                &t_cpu[t.range()],
+            );
+        }
+        let (e_cpu, e_gpu) = (
+            cpu.evaluate(&tasks, &inner).unwrap(),
+            gpu.evaluate(&tasks, &inner).unwrap(),
+        );
+        for (i, (a, b)) in e_cpu.iter().zip(&e_gpu).enumerate() {
+            close(
+                &format!("task {i} zero-shot logits"),
+                &b.zero_shot_logits,
+                &a.zero_shot_logits,
+            );
+            close(
+                &format!("task {i} few-shot logits"),
+                &b.few_shot_logits,
+                &a.few_shot_logits,
+            );
+            assert!(
+                ((b.few_shot_loss - a.few_shot_loss) / a.few_shot_loss).abs() <= tol,
+                "{label}: task {i} few-shot loss"
+            );
+        }
+    }
+
+    /// 64 threads: more (sequence, unit) items than threads (the non-prefetched cell path),
+    /// one column slice.
+    #[test]
+    fn emulated_kernels_match_cpu_with_64_threads() {
+        check_case(64, (40, 16, 32, 3, 3, 4, 2), 12, true);
+    }
+
+    /// The default block at the reference model size (V 1519, E 64, H 64; 5 support and 10
+    /// query sequences, two 8-column groups), w_hh in shared memory.
+    #[test]
+    fn emulated_kernels_match_cpu_reference_shape() {
+        check_case(768, (1519, 64, 64, 3, 5, 10, 2), 20, true);
+    }
+
+    /// H and E not multiples of 4 (scalar tile and projection paths), w_hh read from global
+    /// memory.
+    #[test]
+    fn emulated_kernels_match_cpu_odd_sizes_global_whh() {
+        check_case(96, (57, 6, 10, 2, 4, 3, 2), 9, false);
+    }
+
+    /// H 128 with 20 support sequences (three 8-column groups), 384 threads.
+    #[test]
+    fn emulated_kernels_match_cpu_wide() {
+        check_case(384, (300, 32, 128, 2, 20, 5, 1), 15, true);
+    }
+}
