@@ -20,10 +20,14 @@
 #                batched PyTorch form also timed with torch.compile and as a CUDA graph;
 #   ncu          with --ncu: Nsight Compute over one launch of the training task kernel (built
 #                with -lineinfo): its sections and per-source-line counters, in ncu.tgz;
+#   variants     with --variant NAME=DIR (repeatable): gpu-vs-cpu and bench again with the
+#                kernels read from DIR (RECMAML_KERNEL_DIR), so one run times several versions of
+#                the kernels with one binary; make DIR from a branch with
+#                  mkdir -p D && git archive BRANCH kernels | tar -x -C D --strip-components=1
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
-#                             [--compile] [--ncu] [--skip STEP,STEP,...]
+#                             [--compile] [--ncu] [--variant NAME=DIR ...] [--skip STEP,...]
 #   --bin           recmaml release binary (default target/release/recmaml)
 #   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
 #   --out           folder for logs and JSON (default: a fresh temporary folder)
@@ -37,6 +41,7 @@ OUTDIR=""
 COMPARE=0
 COMPILE=0
 NCU=0
+VARIANTS=()
 SKIP=,
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,8 +51,9 @@ while [ $# -gt 0 ]; do
     --compare) COMPARE=1; shift ;;
     --compile) COMPARE=1; COMPILE=1; shift ;;
     --ncu) NCU=1; shift ;;
+    --variant) VARIANTS+=("$2"); shift 2 ;;
     --skip) SKIP=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -145,6 +151,16 @@ step bench-gmem-whh 120 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" bench --backend cuda 
   --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-gmem-whh.json"
 step bench-profile 120 env RECMAML_CUDA_PROFILE=1 "$BIN" bench --backend cuda --warmup 20 \
   --iters 200 --repeats 1 --json "$OUTDIR/bench-profile.json"
+for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
+  vname=${v%%=*} vdir=${v#*=}
+  if [ -f "$vdir/common.cuh" ]; then
+    step "$vname gpu-vs-cpu" 150 env RECMAML_KERNEL_DIR="$vdir" RECMAML_LOG=debug "$BIN" gpu-check
+    step "$vname bench" 120 env RECMAML_KERNEL_DIR="$vdir" "$BIN" bench --backend cuda --warmup 20 \
+      --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-variant-$vname.json"
+  else
+    note "$vname" "FAIL: --variant $v: no $vdir/common.cuh"
+  fi
+done
 if [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
   T0=$(date +%s.%N)
   if step train 60 "$BIN" train --config configs/recency_maml.toml --set run.backend=cuda \

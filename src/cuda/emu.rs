@@ -37,21 +37,22 @@ pub struct Emu {
     pub block: u32,
 }
 
-/// The C++ translation unit: the runtime, the kernel program with its shared-memory declarations
+/// The C++ translation unit: the runtime, the kernel program (RECMAML_KERNEL_DIR's when set) with its shared-memory declarations
 /// made host-side (the dynamic array becomes the block's buffer, static ones thread-locals
 /// shared by the block's fibers), then the launcher.
-pub fn source(block: u32) -> String {
-    let program = kernels::program_source()
+pub fn source(block: u32) -> Result<String, String> {
+    let program = kernels::run_program_source()
+        .map_err(|e| e.to_string())?
         .replace(
             "extern __shared__ float sh[];",
             "float* sh = rm_emu_dyn_smem();",
         )
         .replace("__shared__ ", "static thread_local ");
-    format!(
+    Ok(format!(
         "#define RM_BLOCK {block}\n#line 1 \"emu_runtime.h\"\n{}\n{program}\n#line 1 \"emu_launch.cpp\"\n{}",
         include_str!("emu_runtime.h"),
         include_str!("emu_launch.cpp")
-    )
+    ))
 }
 
 impl Emu {
@@ -61,7 +62,7 @@ impl Emu {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let src = dir.path().join("recmaml_emu.cpp");
         let lib: PathBuf = dir.path().join("librecmaml_emu.so");
-        std::fs::write(&src, source(block)).map_err(|e| e.to_string())?;
+        std::fs::write(&src, source(block)?).map_err(|e| e.to_string())?;
         let out = match std::process::Command::new(&cxx)
             .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-w", "-o"])
             .arg(&lib)

@@ -32,12 +32,54 @@ pub const ENTRY_POINTS: [&str; 6] = [
 
 /// The single translation unit NVRTC compiles: `common.cuh`, then each file with its
 /// `#include "common.cuh"` line removed (and a `#line` marker so that compile errors name the
-/// file and line).
+/// file and line). The sources carried in the binary.
 pub fn program_source() -> String {
+    let files = SOURCES.map(|(name, text)| (name, text.to_string()));
+    assemble(COMMON, &files)
+}
+
+/// The folder named by `RECMAML_KERNEL_DIR`, if set: the kernels are read from there at run
+/// time instead of the binary's copies (trying a kernel change, or timing variants of the
+/// kernels with one binary on a GPU machine without a Rust toolchain).
+pub fn kernel_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("RECMAML_KERNEL_DIR")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
+/// [`program_source`] from the files `common.cuh` and [`SOURCES`]' names in `dir`; a missing
+/// or unreadable file is an error naming it.
+pub fn program_source_from(dir: &std::path::Path) -> Result<String> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| {
+            backend_err(format!(
+                "RECMAML_KERNEL_DIR: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let common = read("common.cuh")?;
+    let mut files = Vec::with_capacity(SOURCES.len());
+    for (name, _) in SOURCES {
+        files.push((name, read(name)?));
+    }
+    Ok(assemble(&common, &files))
+}
+
+/// The program of the run: from `RECMAML_KERNEL_DIR` when set, else the binary's.
+pub fn run_program_source() -> Result<String> {
+    match kernel_dir() {
+        Some(dir) => program_source_from(&dir),
+        None => Ok(program_source()),
+    }
+}
+
+fn assemble(common: &str, files: &[(&str, String)]) -> String {
     let mut src = String::with_capacity(64 * 1024);
     src.push_str("#line 1 \"common.cuh\"\n");
-    src.push_str(COMMON);
-    for (name, text) in SOURCES {
+    src.push_str(common);
+    for (name, text) in files {
         src.push_str(&format!("\n#line 1 \"{name}\"\n"));
         for line in text.lines() {
             if line.trim() == "#include \"common.cuh\"" {
@@ -153,7 +195,8 @@ pub fn compile_ptx_once(arch: &str, block: u32) -> Result<(cudarc::nvrtc::Ptx, b
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<Vec<String>, String>>> = OnceLock::new();
-    let key = compile_options(arch, block);
+    let mut key = compile_options(arch, block);
+    key.push(format!("{:?}", kernel_dir()));
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(src) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok((cudarc::nvrtc::Ptx::from_src(src.clone()), false));
@@ -177,7 +220,7 @@ pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
         name: Some("recmaml_kernels.cu".into()),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(program_source(), opts).map_err(|e| match e {
+    cudarc::nvrtc::compile_ptx_with_opts(run_program_source()?, opts).map_err(|e| match e {
         cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => backend_err(format!(
             "NVRTC failed to compile the kernels for {arch} ({nvrtc:?}):\n{}",
             log.to_string_lossy()
@@ -202,6 +245,28 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn kernel_dir_sources_replace_the_embedded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("common.cuh"), COMMON).unwrap();
+        for (name, text) in SOURCES {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        assert_eq!(program_source_from(dir.path()).unwrap(), program_source());
+        // A changed file is what gets compiled.
+        std::fs::write(dir.path().join("sgd.cu"), "// changed\n").unwrap();
+        let changed = program_source_from(dir.path()).unwrap();
+        assert!(changed.contains("#line 1 \"sgd.cu\"\n// changed\n"));
+        assert!(!changed.contains("__device__ void sgd_block"));
+        // A missing file is an error naming it.
+        std::fs::remove_file(dir.path().join("adam.cu")).unwrap();
+        let e = program_source_from(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("RECMAML_KERNEL_DIR") && e.contains("adam.cu"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -234,9 +234,10 @@ impl Cuda {
         // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut drv_version) };
         debug(&format!(
-            "{} {} kernels for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
+            "{} {} kernels{} for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
             if fresh { "compiled" } else { "reused this process's PTX of" },
             kernels::ENTRY_POINTS.len(),
+            kernels::kernel_dir().map_or(String::new(), |d| format!(" from {}", d.display())),
             t0.elapsed().as_secs_f64() * 1e3,
             kernels::compile_options(&arch, block)
         ));
