@@ -365,6 +365,35 @@ pub fn fit(
 /// Pairs per task of a pretraining batch on the GPU (a batch of 256 runs as 32 blocks).
 const GPU_CHUNK: usize = 8;
 
+/// A device that takes one pretraining step on a batch cut into tasks: the CUDA backend, and in
+/// tests the CPU emulator of its kernels.
+pub(crate) trait ChunkStepper {
+    /// One Adam step on the gradient of Σ w · CE over the chunks' query pairs (see
+    /// [`Cuda::pretrain_step`](crate::cuda::Cuda::pretrain_step)); returns that loss.
+    fn pretrain_step(
+        &mut self,
+        chunks: &[crate::backend::Task],
+        over: &[crate::cuda::pack::QueryOverride],
+        outer: &crate::backend::OuterConfig,
+    ) -> Result<f64>;
+    /// The current weights.
+    fn params(&self) -> Result<Vec<f32>>;
+}
+
+impl ChunkStepper for crate::cuda::Cuda {
+    fn pretrain_step(
+        &mut self,
+        chunks: &[crate::backend::Task],
+        over: &[crate::cuda::pack::QueryOverride],
+        outer: &crate::backend::OuterConfig,
+    ) -> Result<f64> {
+        crate::cuda::Cuda::pretrain_step(self, chunks, over, outer)
+    }
+    fn params(&self) -> Result<Vec<f32>> {
+        crate::backend::Backend::params(self)
+    }
+}
+
 /// [`fit`] on the CUDA backend: the same batches, dropout multipliers and Adam steps, each batch
 /// run by the meta-iteration's kernels as tasks of [`GPU_CHUNK`] pairs with no inner step
 /// ([`Cuda::pretrain_step`](crate::cuda::Cuda::pretrain_step)). Sums run in another order than
@@ -376,11 +405,24 @@ pub fn fit_cuda(
     s: &PretrainSettings,
     quiet: bool,
 ) -> Result<Vec<EpochLog>> {
-    use crate::backend::{Backend, OuterConfig, Task};
+    check_pairs(layout, pairs)?;
+    let mut gpu = crate::cuda::Cuda::new(layout.clone(), theta.to_vec())?;
+    fit_chunked(layout, theta, pairs, s, quiet, &mut gpu)
+}
+
+/// [`fit_cuda`]'s loop on any [`ChunkStepper`] that starts from `theta`.
+pub(crate) fn fit_chunked(
+    layout: &ParamLayout,
+    theta: &mut [f32],
+    pairs: &PairSet,
+    s: &PretrainSettings,
+    quiet: bool,
+    dev: &mut impl ChunkStepper,
+) -> Result<Vec<EpochLog>> {
+    use crate::backend::{OuterConfig, Task};
     use crate::cuda::pack::QueryOverride;
     check_pairs(layout, pairs)?;
     let h = layout.dims.hidden_dim;
-    let mut gpu = crate::cuda::Cuda::new(layout.clone(), theta.to_vec())?;
     let outer = OuterConfig::adam(s.lr as f32, f32::INFINITY);
     let cap = s.max_prefix_len;
     let logs = fit_with(pairs, s, h, quiet, |batch, mask| {
@@ -420,9 +462,9 @@ pub fn fit_cuda(
                 mask: (s.dropout > 0.0).then_some(m),
             })
             .collect();
-        gpu.pretrain_step(&tasks, &over, &outer)
+        dev.pretrain_step(&tasks, &over, &outer)
     })?;
-    theta.copy_from_slice(&gpu.params()?);
+    theta.copy_from_slice(&dev.params()?);
     Ok(logs)
 }
 

@@ -164,6 +164,26 @@ pub struct Engine {
     ws: Vec<f32>,
 }
 
+/// Pretraining on the emulated kernels (`pretrain::fit_chunked`), as `Cuda` does on a GPU.
+impl crate::pretrain::ChunkStepper for Engine {
+    fn pretrain_step(
+        &mut self,
+        chunks: &[Task],
+        over: &[pack::QueryOverride],
+        outer: &OuterConfig,
+    ) -> crate::error::Result<f64> {
+        let none = InnerLoop { lr: 0.0, steps: 0 };
+        let (loss, _) = self
+            .step_with(chunks, &none, outer, Some(over))
+            .map_err(crate::error::Error::Other)?;
+        // meta_grad_forward reports the mean of the tasks' losses; each is already weighted.
+        Ok(loss * chunks.len() as f64)
+    }
+    fn params(&self) -> crate::error::Result<Vec<f32>> {
+        Ok(self.theta.clone())
+    }
+}
+
 /// The outputs of [`Engine::meta_gradient`].
 pub struct MetaGrad {
     pub grad: Vec<f32>,
@@ -197,9 +217,11 @@ impl Engine {
         &mut self,
         tasks: &[Task],
         inner: &InnerLoop,
+        over: Option<&[pack::QueryOverride]>,
     ) -> Result<(TaskParams, usize, pack::Batch, Vec<f32>), String> {
         let block = self.emu.block;
-        let b = pack::pack(tasks, &self.dims, inner.steps, block).map_err(|e| e.to_string())?;
+        let b = pack::pack_with(tasks, &self.dims, inner.steps, block, over)
+            .map_err(|e| e.to_string())?;
         let plan = params::smem_plan(
             self.dims.h as usize,
             b.ws.b_max as usize,
@@ -228,7 +250,18 @@ impl Engine {
 
     /// The meta-gradient (task_backward, meta_grad_forward) and the meta-loss.
     pub fn meta_gradient(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<MetaGrad, String> {
-        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner)?;
+        self.meta_gradient_with(tasks, inner, None)
+    }
+
+    /// [`Engine::meta_gradient`] with the query splits' weights and dropout masks replaced by
+    /// `over` and the task gradients summed (pretraining), as in the CUDA backend.
+    pub fn meta_gradient_with(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        over: Option<&[pack::QueryOverride]>,
+    ) -> Result<MetaGrad, String> {
+        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner, over)?;
         let n = tasks.len();
         let mut ws = Self::nan(b.ws.stride as usize * n);
         let mut task_loss = Self::nan(n);
@@ -256,7 +289,7 @@ impl Engine {
         let p = self.layout.len;
         let mut grad = Self::nan(p);
         let mut stats = [f64::NAN; 2];
-        let mut rp = ReduceParams::new(&tp, b.item_csr, false);
+        let mut rp = ReduceParams::new(&tp, b.item_csr, over.is_some());
         let (mut wsc, mut tlc) = (ws.as_ptr(), task_loss.as_ptr());
         let (mut gp, mut sp) = (grad.as_mut_ptr(), stats.as_mut_ptr());
         // SAFETY: meta_grad_forward's signature (meta_grad.cu).
@@ -307,7 +340,18 @@ impl Engine {
         inner: &InnerLoop,
         outer: &OuterConfig,
     ) -> Result<f64, String> {
-        let mg = self.meta_gradient(tasks, inner)?;
+        Ok(self.step_with(tasks, inner, outer, None)?.1)
+    }
+
+    /// One meta-step with `over` as in [`Engine::meta_gradient_with`]: (meta-loss, gradient norm).
+    pub fn step_with(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        outer: &OuterConfig,
+        over: Option<&[pack::QueryOverride]>,
+    ) -> Result<(f64, f64), String> {
+        let mg = self.meta_gradient_with(tasks, inner, over)?;
         let mut ap = AdamParams::for_step(self.step, self.layout.len, outer);
         let mut partials = vec![f64::NAN; NORM_BLOCKS as usize];
         let mut stats = [mg.loss, f64::NAN];
@@ -347,12 +391,12 @@ impl Engine {
         if stats[0].is_finite() && stats[1].is_finite() {
             self.step += 1;
         }
-        Ok(stats[1])
+        Ok((stats[0], stats[1]))
     }
 
     /// Zero- and few-shot query logits and losses (task_forward).
     pub fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>, String> {
-        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner)?;
+        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner, None)?;
         let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
         let mut ws = Self::nan(b.ws.stride as usize * n);
         let mut logits = Self::nan(n * 2 * q_max * v);
@@ -558,6 +602,64 @@ mod tests {
                 "{label}: task {i} few-shot loss"
             );
         }
+    }
+
+    /// Pretraining (query weights 1/batch, dropout masks on the final hidden states, gradients
+    /// summed, no inner step) on the emulated kernels against the CPU's `pretrain::fit`, as
+    /// `recmaml gpu-check` does on a GPU: per-epoch losses within 1e-4, weights after 2 epochs
+    /// within 1e-3 (Adam amplifies rounding).
+    #[test]
+    fn emulated_pretraining_matches_cpu() {
+        use crate::pretrain::{fit, fit_chunked, PretrainSettings};
+        let Some(emu) = emu(128) else { return };
+        let (v, e, h) = (200, 16, 32);
+        let eps = generate_episodes(60, 1, 6, v, 30, 11);
+        let pairs = crate::data::PairSet {
+            path: "generated pairs".into(),
+            prefixes: eps
+                .iter()
+                .flat_map(|ep| ep.query_prefixes.clone())
+                .collect(),
+            labels: eps.iter().flat_map(|ep| ep.query_labels.clone()).collect(),
+            n_items: v,
+        };
+        let layout = ParamLayout::new(ModelDims {
+            n_items: v,
+            embed_dim: e,
+            hidden_dim: h,
+        });
+        let settings = PretrainSettings {
+            epochs: 2,
+            batch_size: 64,
+            lr: 1e-3,
+            dropout: 0.2,
+            max_prefix_len: 20,
+            seed: 5,
+        };
+        let theta = init_params(&layout, 5);
+        let (mut t_cpu, mut t_emu) = (theta.clone(), theta.clone());
+        let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true).unwrap();
+        let mut engine = Engine::new(emu, layout.clone(), theta);
+        let l_emu = fit_chunked(&layout, &mut t_emu, &pairs, &settings, true, &mut engine).unwrap();
+        for (a, b) in l_cpu.iter().zip(&l_emu) {
+            let d = ((b.train_loss - a.train_loss) / a.train_loss).abs();
+            assert!(
+                d <= 1e-4,
+                "epoch {}: loss {} vs {}",
+                a.epoch,
+                b.train_loss,
+                a.train_loss
+            );
+        }
+        for t in &layout.tensors {
+            let (d, _) = rel_diff(&t_emu[t.range()], &t_cpu[t.range()]);
+            assert!(d <= 1e-3, "{} after 2 epochs differs by {d:.3e}", t.name);
+        }
+        assert_ne!(
+            t_emu,
+            init_params(&layout, 5),
+            "pretraining changed nothing"
+        );
     }
 
     /// 64 threads: more (sequence, unit) items than threads (the non-prefetched cell path),
