@@ -20,14 +20,16 @@
 #                batched PyTorch form also timed with torch.compile and as a CUDA graph;
 #   ncu          with --ncu: Nsight Compute over one launch of the training task kernel (built
 #                with -lineinfo): its sections and per-source-line counters, in ncu.tgz;
-#   variants     with --variant NAME=DIR (repeatable): gpu-vs-cpu and bench again with the
-#                kernels read from DIR (RECMAML_KERNEL_DIR), so one run times several versions of
-#                the kernels with one binary; make DIR from a branch with
-#                  mkdir -p D && git archive BRANCH kernels | tar -x -C D --strip-components=1
+#   variants     with --variant NAME=DIR[,VAR=VALUE...] (repeatable): gpu-vs-cpu and bench
+#                again with the kernels read from DIR (RECMAML_KERNEL_DIR) and the environment
+#                variables given (e.g. RECMAML_CUDA_CLUSTER=4 where the binary and kernels support
+#                it), so one run checks and times several versions of the kernels with one
+#                binary; benches/prepare_variants.sh makes the folders from git branches.
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
-#                             [--compile] [--ncu] [--variant NAME=DIR ...] [--skip STEP,...]
+#                             [--compile] [--ncu] [--variant NAME=DIR[,VAR=VAL...] ...]
+#                             [--skip STEP,...]
 #   --bin           recmaml release binary (default target/release/recmaml)
 #   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
 #   --out           folder for logs and JSON (default: a fresh temporary folder)
@@ -53,7 +55,7 @@ while [ $# -gt 0 ]; do
     --ncu) NCU=1; shift ;;
     --variant) VARIANTS+=("$2"); shift 2 ;;
     --skip) SKIP=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -152,11 +154,16 @@ step bench-gmem-whh 120 env RECMAML_CUDA_SMEM_WHH=0 "$BIN" bench --backend cuda 
 step bench-profile 120 env RECMAML_CUDA_PROFILE=1 "$BIN" bench --backend cuda --warmup 20 \
   --iters 200 --repeats 1 --json "$OUTDIR/bench-profile.json"
 for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
-  vname=${v%%=*} vdir=${v#*=}
+  vname=${v%%=*} vrest=${v#*=}
+  vdir=${vrest%%,*}
+  venv=()
+  [ "$vrest" != "$vdir" ] && IFS=, read -r -a venv <<<"${vrest#*,}"
   if [ -f "$vdir/common.cuh" ]; then
-    step "$vname gpu-vs-cpu" 150 env RECMAML_KERNEL_DIR="$vdir" RECMAML_LOG=debug "$BIN" gpu-check
-    step "$vname bench" 120 env RECMAML_KERNEL_DIR="$vdir" "$BIN" bench --backend cuda --warmup 20 \
-      --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} --json "$OUTDIR/bench-variant-$vname.json"
+    step "$vname gpu-vs-cpu" 150 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} \
+      RECMAML_LOG=debug "$BIN" gpu-check
+    step "$vname bench" 120 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$BIN" bench \
+      --backend cuda --warmup 20 --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} \
+      --json "$OUTDIR/bench-variant-$vname.json"
   else
     note "$vname" "FAIL: --variant $v: no $vdir/common.cuh"
   fi
