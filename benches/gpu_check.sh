@@ -20,11 +20,11 @@
 #                batched PyTorch form also timed with torch.compile and as a CUDA graph;
 #   ncu          with --ncu: Nsight Compute over one launch of the training task kernel (built
 #                with -lineinfo): its sections and per-source-line counters, in ncu.tgz;
-#   variants     with --variant NAME=DIR[,VAR=VALUE...] (repeatable): gpu-vs-cpu and bench
-#                again with the kernels read from DIR (RECMAML_KERNEL_DIR) and the environment
-#                variables given (e.g. RECMAML_CUDA_CLUSTER=4 where the binary and kernels support
-#                it), so one run checks and times several versions of the kernels with one
-#                binary; benches/prepare_variants.sh makes the folders from git branches.
+#   variants     with --variant NAME=DIR[,VAR=VALUE...] (repeatable): gpu-vs-cpu, bench and
+#                the sanitizers again with the kernels read from DIR (RECMAML_KERNEL_DIR) and
+#                the environment variables given (e.g. RECMAML_CUDA_CLUSTER=4 where the binary
+#                and kernels support it), so one run checks and times several versions of the
+#                kernels with one binary; benches/prepare_variants.sh makes the folders.
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
@@ -164,6 +164,12 @@ for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
     step "$vname bench" 120 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$BIN" bench \
       --backend cuda --warmup 20 --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} \
       --json "$OUTDIR/bench-variant-$vname.json"
+    if [ -n "$SAN" ]; then
+      for tool in memcheck racecheck; do
+        step "$vname $tool" 180 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$SAN" \
+          --tool "$tool" --error-exitcode 1 "$BIN" gpu-check --small
+      done
+    fi
   else
     note "$vname" "FAIL: --variant $v: no $vdir/common.cuh"
   fi
