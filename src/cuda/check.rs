@@ -42,6 +42,72 @@ const CASES: [(usize, usize, usize, usize, usize, usize, usize); 6] = [
     (10000, 64, 128, 64, 20, 10, 5),
 ];
 
+/// A task's adapted weights by the CPU engine (the reference for the GPU's).
+pub(crate) fn cpu_adapted(
+    layout: &ParamLayout,
+    theta: &[f32],
+    t: &Task,
+    inner: &InnerLoop,
+) -> Result<Vec<f32>> {
+    let mut phi = vec![0.0f32; layout.len];
+    crate::cpu::adapt(
+        layout,
+        theta,
+        t,
+        t.support_weights,
+        inner.lr,
+        inner.steps,
+        &mut phi,
+    )?;
+    Ok(phi)
+}
+
+/// The recency weights of a task of `k` support pairs in the checks: 1..k, normalised.
+pub(crate) fn linear_weights(k: usize) -> Vec<f32> {
+    (1..=k)
+        .map(|i| i as f32 / (k * (k + 1) / 2) as f32)
+        .collect()
+}
+
+/// The pretraining checks' case: the query pairs of `users` generated users (prefixes up to
+/// `max_len`), the model (V, E, H), and 2 epochs of batch 64 with dropout 0.2 and prefixes cut
+/// to 20 items.
+pub(crate) fn pretraining_case(
+    (v, e, h): (usize, usize, usize),
+    users: usize,
+    max_len: usize,
+    seed: u64,
+) -> (
+    crate::data::PairSet,
+    ParamLayout,
+    crate::pretrain::PretrainSettings,
+) {
+    let eps = generate_episodes(users, 1, 6, v, max_len, seed + 100);
+    let pairs = crate::data::PairSet {
+        path: "generated pairs".into(),
+        prefixes: eps
+            .iter()
+            .flat_map(|ep| ep.query_prefixes.clone())
+            .collect(),
+        labels: eps.iter().flat_map(|ep| ep.query_labels.clone()).collect(),
+        n_items: v,
+    };
+    let layout = ParamLayout::new(ModelDims {
+        n_items: v,
+        embed_dim: e,
+        hidden_dim: h,
+    });
+    let settings = crate::pretrain::PretrainSettings {
+        epochs: 2,
+        batch_size: 64,
+        lr: 1e-3,
+        dropout: 0.2,
+        max_prefix_len: 20,
+        seed,
+    };
+    (pairs, layout, settings)
+}
+
 /// The relative difference of `a` from `b`: `(||a - b|| / ||b||, max |a - b| / max |b|)`
 /// (L2 norms, as in the PyTorch fixtures' tolerance; the max-norm form is shown beside it).
 /// Infinite when `a` holds a NaN or an infinity (an unwritten, poisoned element).
@@ -95,9 +161,7 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
         let seed = args.seed + ci as u64;
         let theta = init_params(&layout, seed);
         let eps = generate_episodes(n, k, q, v, 50, seed);
-        let weights: Vec<f32> = (1..=k)
-            .map(|i| i as f32 / (k * (k + 1) / 2) as f32)
-            .collect();
+        let weights = linear_weights(k);
         let tasks: Vec<Task> = eps
             .iter()
             .map(|ep| crate::train::task_of(ep, &weights))
@@ -139,17 +203,7 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
         row("meta-loss", rel_scalar(l_gpu, l_cpu));
         for i in [0, n - 1] {
             let phi_gpu = gpu.adapted_params(&tasks, &inner, i)?;
-            let mut phi_cpu = vec![0.0f32; p];
-            let t = &tasks[i];
-            crate::cpu::adapt(
-                &layout,
-                &theta,
-                t,
-                t.support_weights,
-                inner.lr,
-                inner.steps,
-                &mut phi_cpu,
-            )?;
+            let phi_cpu = cpu_adapted(&layout, &theta, &tasks[i], &inner)?;
             for ten in &layout.tensors {
                 row(
                     &format!("task {i} adapted {}", ten.name),
@@ -224,31 +278,9 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
 /// on generated pairs: 2 epochs, batch 64, dropout 0.2, prefixes cut to 20 items; the per-epoch
 /// mean losses within `tol`, the weights within `pretrain_tol`. Returns the number of failures.
 fn check_pretraining(args: &GpuCheckArgs) -> Result<usize> {
-    use crate::pretrain::{fit, fit_cuda, PretrainSettings};
+    use crate::pretrain::{fit, fit_cuda};
     let (v, e, h) = (300, 32, 64);
-    let eps = generate_episodes(120, 1, 6, v, 50, args.seed + 100);
-    let pairs = crate::data::PairSet {
-        path: "generated pairs".into(),
-        prefixes: eps
-            .iter()
-            .flat_map(|ep| ep.query_prefixes.clone())
-            .collect(),
-        labels: eps.iter().flat_map(|ep| ep.query_labels.clone()).collect(),
-        n_items: v,
-    };
-    let layout = ParamLayout::new(ModelDims {
-        n_items: v,
-        embed_dim: e,
-        hidden_dim: h,
-    });
-    let settings = PretrainSettings {
-        epochs: 2,
-        batch_size: 64,
-        lr: 1e-3,
-        dropout: 0.2,
-        max_prefix_len: 20,
-        seed: args.seed,
-    };
+    let (pairs, layout, settings) = pretraining_case((v, e, h), 120, 50, args.seed);
     let theta = init_params(&layout, args.seed);
     let (mut t_cpu, mut t_gpu) = (theta.clone(), theta);
     let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true)?;

@@ -424,20 +424,7 @@ impl Engine {
                 ],
             )?
         };
-        Ok(tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let q = t.query_labels.len();
-                let slot = |s: usize| logits[(i * 2 + s) * q_max * v..][..q * v].to_vec();
-                TaskEval {
-                    zero_shot_loss: losses[2 * i] as f64,
-                    few_shot_loss: losses[2 * i + 1] as f64,
-                    zero_shot_logits: slot(0),
-                    few_shot_logits: slot(1),
-                }
-            })
-            .collect())
+        Ok(pack::task_evals(tasks, &logits, &losses, q_max, v))
     }
 }
 
@@ -447,7 +434,7 @@ mod tests {
     use crate::backend::Backend;
     use crate::bench::generate_episodes;
     use crate::cpu::Cpu;
-    use crate::cuda::check::rel_diff;
+    use crate::cuda::check::{cpu_adapted, linear_weights, pretraining_case, rel_diff};
     use crate::model::{init_params, ModelDims};
 
     /// The emulated kernels for `block` threads, or `None` (printed) without a C++ compiler,
@@ -487,9 +474,7 @@ mod tests {
         let seed = (v * 31 + h * 7 + n) as u64;
         let theta = init_params(&layout, seed);
         let eps = generate_episodes(n, k, q, v, max_len, seed);
-        let weights: Vec<f32> = (1..=k)
-            .map(|i| i as f32 / (k * (k + 1) / 2) as f32)
-            .collect();
+        let weights = linear_weights(k);
         let tasks: Vec<Task> = eps
             .iter()
             .map(|ep| crate::train::task_of(ep, &weights))
@@ -545,18 +530,7 @@ mod tests {
         gpu.ws = ws_fwd;
         for i in [0, n - 1] {
             let phi = gpu.adapted(&tasks, &inner, i).unwrap();
-            let mut want = vec![0.0f32; layout.len];
-            let t = &tasks[i];
-            crate::cpu::adapt(
-                &layout,
-                &theta,
-                t,
-                t.support_weights,
-                inner.lr,
-                inner.steps,
-                &mut want,
-            )
-            .unwrap();
+            let want = cpu_adapted(&layout, &theta, &tasks[i], &inner).unwrap();
             for ten in &layout.tensors {
                 close(
                     &format!("task {i} adapted {}", ten.name),
@@ -610,32 +584,9 @@ mod tests {
     /// within 1e-3 (Adam amplifies rounding).
     #[test]
     fn emulated_pretraining_matches_cpu() {
-        use crate::pretrain::{fit, fit_chunked, PretrainSettings};
+        use crate::pretrain::{fit, fit_chunked};
         let Some(emu) = emu(128) else { return };
-        let (v, e, h) = (200, 16, 32);
-        let eps = generate_episodes(60, 1, 6, v, 30, 11);
-        let pairs = crate::data::PairSet {
-            path: "generated pairs".into(),
-            prefixes: eps
-                .iter()
-                .flat_map(|ep| ep.query_prefixes.clone())
-                .collect(),
-            labels: eps.iter().flat_map(|ep| ep.query_labels.clone()).collect(),
-            n_items: v,
-        };
-        let layout = ParamLayout::new(ModelDims {
-            n_items: v,
-            embed_dim: e,
-            hidden_dim: h,
-        });
-        let settings = PretrainSettings {
-            epochs: 2,
-            batch_size: 64,
-            lr: 1e-3,
-            dropout: 0.2,
-            max_prefix_len: 20,
-            seed: 5,
-        };
+        let (pairs, layout, settings) = pretraining_case((200, 16, 32), 60, 30, 5);
         let theta = init_params(&layout, 5);
         let (mut t_cpu, mut t_emu) = (theta.clone(), theta.clone());
         let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true).unwrap();

@@ -690,20 +690,7 @@ impl Backend for Cuda {
             .stream
             .clone_dtoh(&bf.eval_loss.slice(..2 * n))
             .map_err(drv("reading losses"))?;
-        Ok(tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let q = t.query_labels.len();
-                let slot = |s: usize| logits[(i * 2 + s) * q_max * v..][..q * v].to_vec();
-                TaskEval {
-                    zero_shot_loss: losses[2 * i] as f64,
-                    few_shot_loss: losses[2 * i + 1] as f64,
-                    zero_shot_logits: slot(0),
-                    few_shot_logits: slot(1),
-                }
-            })
-            .collect())
+        Ok(pack::task_evals(tasks, &logits, &losses, q_max, v))
     }
 }
 

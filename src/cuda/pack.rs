@@ -310,6 +310,31 @@ pub fn adapted_dense(
     phi
 }
 
+/// task_forward's outputs as per-task results: logits [N, 2, Q_max, V] (slot 0 at θ, slot 1
+/// after the inner loop) and losses [N, 2].
+pub fn task_evals(
+    tasks: &[Task],
+    logits: &[f32],
+    losses: &[f32],
+    q_max: usize,
+    v: usize,
+) -> Vec<crate::backend::TaskEval> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let q = t.query_labels.len();
+            let slot = |s: usize| logits[(i * 2 + s) * q_max * v..][..q * v].to_vec();
+            crate::backend::TaskEval {
+                zero_shot_loss: losses[2 * i] as f64,
+                few_shot_loss: losses[2 * i + 1] as f64,
+                zero_shot_logits: slot(0),
+                few_shot_logits: slot(1),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
