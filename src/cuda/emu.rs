@@ -184,6 +184,15 @@ impl crate::pretrain::ChunkStepper for Engine {
     }
 }
 
+/// A packed batch ready for the task kernels ([`Engine::load`]): their parameters, shared
+/// memory, the batch and θ's output.weight transposed.
+struct Loaded {
+    tp: TaskParams,
+    smem: usize,
+    b: pack::Batch,
+    w_out_t: Vec<f32>,
+}
+
 /// The outputs of [`Engine::meta_gradient`].
 pub struct MetaGrad {
     pub grad: Vec<f32>,
@@ -211,14 +220,13 @@ impl Engine {
         vec![f32::from_bits(u32::MAX); n.max(1)]
     }
 
-    /// Packs the batch, runs transpose_out; the task kernels' parameters, shared memory and
-    /// θ's output.weight transposed.
+    /// Packs the batch, runs transpose_out.
     fn load(
         &mut self,
         tasks: &[Task],
         inner: &InnerLoop,
         over: Option<&[pack::QueryOverride]>,
-    ) -> Result<(TaskParams, usize, pack::Batch, Vec<f32>), String> {
+    ) -> Result<Loaded, String> {
         let block = self.emu.block;
         let b = pack::pack_with(tasks, &self.dims, inner.steps, block, over)
             .map_err(|e| e.to_string())?;
@@ -244,8 +252,12 @@ impl Engine {
                 &mut [a(&mut d), a(&mut th), a(&mut wt)],
             )?
         };
-        let tp = TaskParams::new(self.dims, &b, tasks.len(), inner, &plan);
-        Ok((tp, plan.bytes, b, w_out_t))
+        Ok(Loaded {
+            tp: TaskParams::new(self.dims, &b, tasks.len(), inner, &plan),
+            smem: plan.bytes,
+            b,
+            w_out_t,
+        })
     }
 
     /// The meta-gradient (task_backward, meta_grad_forward) and the meta-loss.
@@ -261,35 +273,17 @@ impl Engine {
         inner: &InnerLoop,
         over: Option<&[pack::QueryOverride]>,
     ) -> Result<MetaGrad, String> {
-        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner, over)?;
+        let l = self.load(tasks, inner, over)?;
+        let b = &l.b;
         let n = tasks.len();
         let mut ws = Self::nan(b.ws.stride as usize * n);
         let mut task_loss = Self::nan(n);
-        let (mut th, mut wt) = (self.theta.as_ptr(), w_out_t.as_ptr());
-        let (mut ints, mut descs, mut fl) = (b.ints.as_ptr(), b.descs.as_ptr(), b.floats.as_ptr());
-        let (mut wsp, mut tl) = (ws.as_mut_ptr(), task_loss.as_mut_ptr());
-        // SAFETY: task_backward's signature (task.cu); buffers sized by pack().
-        unsafe {
-            self.emu.launch(
-                "task_backward",
-                n as u32,
-                smem,
-                &mut [
-                    a(&mut tp),
-                    a(&mut th),
-                    a(&mut wt),
-                    a(&mut ints),
-                    a(&mut descs),
-                    a(&mut fl),
-                    a(&mut wsp),
-                    a(&mut tl),
-                ],
-            )?
-        };
+        self.launch_task("task_backward", &l, &mut ws, [task_loss.as_mut_ptr()])?;
         let p = self.layout.len;
         let mut grad = Self::nan(p);
         let mut stats = [f64::NAN; 2];
-        let mut rp = ReduceParams::new(&tp, b.item_csr, over.is_some());
+        let mut rp = ReduceParams::new(&l.tp, b.item_csr, over.is_some());
+        let (mut ints, mut descs) = (b.ints.as_ptr(), b.descs.as_ptr());
         let (mut wsc, mut tlc) = (ws.as_ptr(), task_loss.as_ptr());
         let (mut gp, mut sp) = (grad.as_mut_ptr(), stats.as_mut_ptr());
         // SAFETY: meta_grad_forward's signature (meta_grad.cu).
@@ -396,35 +390,44 @@ impl Engine {
 
     /// Zero- and few-shot query logits and losses (task_forward).
     pub fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>, String> {
-        let (mut tp, smem, b, w_out_t) = self.load(tasks, inner, None)?;
-        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
-        let mut ws = Self::nan(b.ws.stride as usize * n);
+        let l = self.load(tasks, inner, None)?;
+        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, l.b.q_max as usize);
+        let mut ws = Self::nan(l.b.ws.stride as usize * n);
         let mut logits = Self::nan(n * 2 * q_max * v);
         let mut losses = Self::nan(2 * n);
-        let (mut th, mut wt) = (self.theta.as_ptr(), w_out_t.as_ptr());
-        let (mut ints, mut descs, mut fl) = (b.ints.as_ptr(), b.descs.as_ptr(), b.floats.as_ptr());
-        let (mut wsp, mut lp, mut lsp) =
-            (ws.as_mut_ptr(), logits.as_mut_ptr(), losses.as_mut_ptr());
-        // SAFETY: task_forward's signature (task.cu); outputs sized above.
-        unsafe {
-            self.emu.launch(
-                "task_forward",
-                n as u32,
-                smem,
-                &mut [
-                    a(&mut tp),
-                    a(&mut th),
-                    a(&mut wt),
-                    a(&mut ints),
-                    a(&mut descs),
-                    a(&mut fl),
-                    a(&mut wsp),
-                    a(&mut lp),
-                    a(&mut lsp),
-                ],
-            )?
-        };
+        let outs = [logits.as_mut_ptr(), losses.as_mut_ptr()];
+        self.launch_task("task_forward", &l, &mut ws, outs)?;
         Ok(pack::task_evals(tasks, &logits, &losses, q_max, v))
+    }
+
+    /// Launches task_backward or task_forward, one block per task: the seven arguments they
+    /// share (parameters, θ, w_out_t, the batch's ints, descriptors and floats, the
+    /// workspaces), then `outs`, their output buffers in signature order (task_loss; or
+    /// logits and losses).
+    fn launch_task<const N: usize>(
+        &self,
+        name: &str,
+        l: &Loaded,
+        ws: &mut [f32],
+        mut outs: [*mut f32; N],
+    ) -> Result<(), String> {
+        let (mut tp, b, grid) = (l.tp, &l.b, l.tp.n_tasks);
+        let (mut th, mut wt) = (self.theta.as_ptr(), l.w_out_t.as_ptr());
+        let (mut ints, mut descs, mut fl) = (b.ints.as_ptr(), b.descs.as_ptr(), b.floats.as_ptr());
+        let mut wsp = ws.as_mut_ptr();
+        let mut args = vec![
+            a(&mut tp),
+            a(&mut th),
+            a(&mut wt),
+            a(&mut ints),
+            a(&mut descs),
+            a(&mut fl),
+            a(&mut wsp),
+        ];
+        args.extend(outs.iter_mut().map(a));
+        // SAFETY: the signatures of task_backward / task_forward (task.cu); the buffers are sized
+        // by pack() and the callers.
+        unsafe { self.emu.launch(name, grid, l.smem, &mut args) }
     }
 }
 
