@@ -410,7 +410,8 @@ pub fn fit_cuda(
     fit_chunked(layout, theta, pairs, s, quiet, &mut gpu)
 }
 
-/// [`fit_cuda`]'s loop on any [`ChunkStepper`] that starts from `theta`.
+/// [`fit_cuda`]'s loop on any [`ChunkStepper`] that starts from `theta`; `pairs` are already
+/// checked against `layout` ([`check_pairs`], before the device is set up).
 pub(crate) fn fit_chunked(
     layout: &ParamLayout,
     theta: &mut [f32],
@@ -421,7 +422,6 @@ pub(crate) fn fit_chunked(
 ) -> Result<Vec<EpochLog>> {
     use crate::backend::{OuterConfig, Task};
     use crate::cuda::pack::QueryOverride;
-    check_pairs(layout, pairs)?;
     let h = layout.dims.hidden_dim;
     let outer = OuterConfig::adam(s.lr as f32, f32::INFINITY);
     let cap = s.max_prefix_len;
