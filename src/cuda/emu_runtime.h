@@ -43,7 +43,6 @@ struct Fiber {
     rm_dim3 tid;
     int state;  // 0 runnable, 1 waiting at the block barrier, 2 waiting at its warp's, 3 done,
                 // 4 stopped by an error
-    unsigned gen;  // the barrier generation it waits for the end of
 };
 
 struct Block {
@@ -53,10 +52,10 @@ struct Block {
     size_t stacks_len = 0;
     size_t stack_size = 0;
     unsigned cur = 0, live = 0;
-    unsigned bar_arrived = 0, bar_gen = 0;
+    unsigned bar_arrived = 0;
     const char* bar_file = nullptr;  // where the current generation's first thread arrived
     int bar_line = 0;
-    std::vector<unsigned> warp_arrived, warp_gen, warp_live;
+    std::vector<unsigned> warp_arrived, warp_live;
     std::vector<float> warp_slot;
     rm_dim3 bidx{0, 0, 0}, bdim{1, 1, 1}, gdim{1, 1, 1};
     std::vector<float> smem;  // dynamic shared memory
@@ -79,14 +78,12 @@ inline void yield_to_scheduler() {
 // Releases the threads waiting at the block barrier.
 inline void release_block() {
     blk->bar_arrived = 0;
-    blk->bar_gen++;
     for (Fiber& f : blk->fibers)
         if (f.state == 1) f.state = 0;
 }
 
 inline void release_warp(unsigned w) {
     blk->warp_arrived[w] = 0;
-    blk->warp_gen[w]++;
     const unsigned n = (unsigned)blk->fibers.size();
     for (unsigned i = w * 32; i < n && i < w * 32 + 32; ++i)
         if (blk->fibers[i].state == 2) blk->fibers[i].state = 0;
@@ -120,7 +117,6 @@ inline void syncthreads(const char* file, int line) {
     }
     Fiber& f = b->fibers[b->cur];
     f.state = 1;
-    f.gen = b->bar_gen;
     yield_to_scheduler();
 }
 
@@ -133,7 +129,6 @@ inline void syncwarp_internal() {
     }
     Fiber& f = b->fibers[b->cur];
     f.state = 2;
-    f.gen = b->warp_gen[w];
     yield_to_scheduler();
 }
 
@@ -175,7 +170,6 @@ inline bool run_block(Block& b) {
     b.bar_arrived = 0;
     const unsigned warps = (n + 31) / 32;
     b.warp_arrived.assign(warps, 0);
-    b.warp_gen.assign(warps, 0);
     b.warp_live.assign(warps, 0);
     b.warp_slot.assign(warps * 32, 0.0f);
     for (unsigned i = 0; i < n; ++i) b.warp_live[i / 32]++;
