@@ -34,8 +34,7 @@ pub const ENTRY_POINTS: [&str; 6] = [
 /// `#include "common.cuh"` line removed (and a `#line` marker so that compile errors name the
 /// file and line). The sources carried in the binary.
 pub fn program_source() -> String {
-    let files = SOURCES.map(|(name, text)| (name, text.to_string()));
-    assemble(COMMON, &files)
+    assemble(COMMON, &SOURCES)
 }
 
 /// The folder named by `RECMAML_KERNEL_DIR`, if set: the kernels are read from there at run
@@ -75,13 +74,13 @@ pub fn run_program_source() -> Result<String> {
     }
 }
 
-fn assemble(common: &str, files: &[(&str, String)]) -> String {
+fn assemble(common: &str, files: &[(&str, impl AsRef<str>)]) -> String {
     let mut src = String::with_capacity(64 * 1024);
     src.push_str("#line 1 \"common.cuh\"\n");
     src.push_str(common);
     for (name, text) in files {
         src.push_str(&format!("\n#line 1 \"{name}\"\n"));
-        for line in text.lines() {
+        for line in text.as_ref().lines() {
             if line.trim() == "#include \"common.cuh\"" {
                 src.push('\n'); // keep the line numbers
             } else {
