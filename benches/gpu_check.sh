@@ -25,10 +25,13 @@
 #                the environment variables given (e.g. RECMAML_CUDA_CLUSTER=4 where the binary
 #                and kernels support it), so one run checks and times several versions of the
 #                kernels with one binary; benches/prepare_variants.sh makes the folders.
+#                Each variant's bench is also run with the phase counters (RECMAML_CUDA_PROFILE=1),
+#                and with --variant-train each variant also runs the training step (wall time).
 # then prints one table. Exit status 0 only when every check passed.
 #
 # Usage: benches/gpu_check.sh [--bin PATH] [--fixtures-bin PATH] [--out DIR] [--compare]
 #                             [--compile] [--ncu] [--variant NAME=DIR[,VAR=VAL...] ...]
+#                             [--variant-train]
 #                             [--skip STEP,...]
 #   --bin           recmaml release binary (default target/release/recmaml)
 #   --fixtures-bin  the torch_fixtures test binary (cargo test --release --no-run prints it)
@@ -44,6 +47,7 @@ COMPARE=0
 COMPILE=0
 NCU=0
 VARIANTS=()
+VTRAIN=0
 SKIP=,
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,8 +58,9 @@ while [ $# -gt 0 ]; do
     --compile) COMPARE=1; COMPILE=1; shift ;;
     --ncu) NCU=1; shift ;;
     --variant) VARIANTS+=("$2"); shift 2 ;;
+    --variant-train) VTRAIN=1; shift ;;
     --skip) SKIP=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -164,6 +169,20 @@ for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
     step "$vname bench" 120 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$BIN" bench \
       --backend cuda --warmup 20 --iters 200 --repeats 5 ${PEAK[@]+"${PEAK[@]}"} \
       --json "$OUTDIR/bench-variant-$vname.json"
+    step "$vname bench-profile" 120 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} \
+      RECMAML_CUDA_PROFILE=1 "$BIN" bench --backend cuda --warmup 20 --iters 200 --repeats 1 \
+      --json "$OUTDIR/bench-profile-variant-$vname.json"
+    if [ "$VTRAIN" = 1 ] && [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
+      t0=$(date +%s.%N)
+      if step "$vname train" 60 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$BIN" \
+          train --config configs/recency_maml.toml --set run.backend=cuda \
+          --out "$OUTDIR/train-run-$vname" --force; then
+        WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+        note "$vname train wall" "$(printf '%.2f s' "$WALL") (bar: under 10 s)"
+        cp "$OUTDIR/train-run-$vname/results.json" "$OUTDIR/train-results-$vname.json" 2>/dev/null
+      fi
+      rm -rf "$OUTDIR/train-run-$vname"
+    fi
     if [ -n "$SAN" ]; then
       for tool in memcheck racecheck; do
         step "$vname $tool" 180 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$SAN" \
