@@ -119,13 +119,15 @@ extern "C" int rm_emu_launch(const char* name, unsigned grid, unsigned block, un
                     std::to_string((int)fault_sig) + ") in block " + std::to_string(b.bidx.x) +
                     ", thread " + std::to_string(t));
     }
+    b.smem = std::make_unique<GuardedSmem>(smem_bytes);
+    if (!b.smem->data) {
+        blk = saved;
+        return fail(std::string(name) + ": could not map the emulated shared memory");
+    }
     in_launch = 1;
     for (unsigned i = 0; i < grid; ++i) {
         b.bidx = rm_dim3{i, 0, 0};
-        uint32_t nan_bits = 0xffffffffu;
-        float nan;
-        memcpy(&nan, &nan_bits, 4);
-        b.smem.assign((smem_bytes + 3) / 4 + 4, nan);
+        b.smem->poison();
         if (!run_block(b)) {
             in_launch = 0;
             blk = saved;

@@ -19,9 +19,12 @@
 #include <string.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <string>
+#include <memory>
 #include <vector>
 
 #define __device__
@@ -45,6 +48,43 @@ struct Fiber {
                 // 4 stopped by an error
 };
 
+// A block's dynamic shared memory: `bytes` (rounded up to 16) that end where an inaccessible
+// page begins, with another before them, so an access past either end faults (SIGSEGV, reported
+// with the kernel, block and thread) instead of reading a neighbour's memory.
+struct GuardedSmem {
+    void* map = nullptr;
+    size_t len = 0, floats = 0;
+    float* data = nullptr;
+    explicit GuardedSmem(size_t bytes) {
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        const size_t need = (bytes + 15) / 16 * 16;
+        const size_t body = (need + page - 1) / page * page;
+        len = body + 2 * page;
+        map = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED) {
+            map = nullptr;
+            return;
+        }
+        char* c = (char*)map;
+        mprotect(c, page, PROT_NONE);
+        mprotect(c + page + body, page, PROT_NONE);
+        data = (float*)(c + page + body - need);
+        floats = need / 4;
+    }
+    // Every float NaN (an element read before any thread wrote it shows up in the results).
+    void poison() {
+        const uint32_t bits = 0xffffffffu;
+        float nan;
+        memcpy(&nan, &bits, 4);
+        for (size_t i = 0; i < floats; ++i) data[i] = nan;
+    }
+    ~GuardedSmem() {
+        if (map) munmap(map, len);
+    }
+    GuardedSmem(const GuardedSmem&) = delete;
+    GuardedSmem& operator=(const GuardedSmem&) = delete;
+};
+
 struct Block {
     ucontext_t sched;
     std::vector<Fiber> fibers;
@@ -58,7 +98,7 @@ struct Block {
     std::vector<unsigned> warp_arrived, warp_live;
     std::vector<float> warp_slot;
     rm_dim3 bidx{0, 0, 0}, bdim{1, 1, 1}, gdim{1, 1, 1};
-    std::vector<float> smem;  // dynamic shared memory
+    std::unique_ptr<GuardedSmem> smem;  // dynamic shared memory
     void (*body)(void**) = nullptr;
     void** args = nullptr;
     std::string error;
@@ -227,7 +267,7 @@ inline float __int_as_float(int x) {
     memcpy(&f, &x, 4);
     return f;
 }
-inline float* rm_emu_dyn_smem() { return rm_emu::blk->smem.data(); }
+inline float* rm_emu_dyn_smem() { return rm_emu::blk->smem->data; }
 
 // CUDA's integer and float min / max overloads.
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
