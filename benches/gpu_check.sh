@@ -96,6 +96,23 @@ step() {
   return $rc
 }
 note() { NAMES+=("$1"); RESULTS+=("$2"); }
+# train_step NAME SUFFIX [VAR=VALUE...]: a full training run of configs/recency_maml.toml on the
+# CUDA backend with the environment given; its wall time as a row, its results.json kept as
+# train-results$SUFFIX.json.
+train_step() {
+  local name=$1 suffix=$2
+  shift 2
+  local t0 run="$OUTDIR/train-run$suffix"
+  t0=$(date +%s.%N)
+  if step "$name" 60 env "$@" "$BIN" train --config configs/recency_maml.toml \
+      --set run.backend=cuda --out "$run" --force; then
+    local wall
+    wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    note "$name wall" "$(printf '%.2f s' "$wall") (bar: under 10 s)"
+    cp "$run/results.json" "$OUTDIR/train-results$suffix.json" 2>/dev/null
+  fi
+  rm -rf "$run"
+}
 
 {
   date -u '+%Y-%m-%d %H:%M:%S UTC'
@@ -173,15 +190,7 @@ for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
       RECMAML_CUDA_PROFILE=1 "$BIN" bench --backend cuda --warmup 20 --iters 200 --repeats 1 \
       --json "$OUTDIR/bench-profile-variant-$vname.json"
     if [ "$VTRAIN" = 1 ] && [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
-      t0=$(date +%s.%N)
-      if step "$vname train" 60 env RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"} "$BIN" \
-          train --config configs/recency_maml.toml --set run.backend=cuda \
-          --out "$OUTDIR/train-run-$vname" --force; then
-        WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-        note "$vname train wall" "$(printf '%.2f s' "$WALL") (bar: under 10 s)"
-        cp "$OUTDIR/train-run-$vname/results.json" "$OUTDIR/train-results-$vname.json" 2>/dev/null
-      fi
-      rm -rf "$OUTDIR/train-run-$vname"
+      train_step "$vname train" "-$vname" RECMAML_KERNEL_DIR="$vdir" ${venv[@]+"${venv[@]}"}
     fi
     if [ -n "$SAN" ]; then
       for tool in memcheck racecheck; do
@@ -194,14 +203,7 @@ for v in ${VARIANTS[@]+"${VARIANTS[@]}"}; do
   fi
 done
 if [ -f data/synth/episodes/episodes_train_K5_Q10.parquet ]; then
-  T0=$(date +%s.%N)
-  if step train 60 "$BIN" train --config configs/recency_maml.toml --set run.backend=cuda \
-      --out "$OUTDIR/train-run" --force; then
-    WALL=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    note "train wall" "$(printf '%.2f s' "$WALL") (bar: under 10 s)"
-    cp "$OUTDIR/train-run/results.json" "$OUTDIR/train-results.json" 2>/dev/null
-  fi
-  rm -rf "$OUTDIR/train-run"
+  train_step train ""
   T0=$(date +%s.%N)
   if step pretrain 150 "$BIN" pretrain --config configs/recency_maml.toml --set run.backend=cuda \
       --out "$OUTDIR/pretrain-run"; then
