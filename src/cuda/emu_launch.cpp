@@ -122,7 +122,7 @@ extern "C" int rm_emu_launch(const char* name, unsigned grid, unsigned block, un
     b.smem = std::make_unique<GuardedSmem>(smem_bytes);
     if (!b.smem->data) {
         blk = saved;
-        return fail(std::string(name) + ": could not map the emulated shared memory");
+        return fail(std::string(name) + ": could not map and guard the emulated shared memory");
     }
     in_launch = 1;
     for (unsigned i = 0; i < grid; ++i) {

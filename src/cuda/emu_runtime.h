@@ -66,8 +66,9 @@ struct GuardedSmem {
             return;
         }
         char* c = (char*)map;
-        mprotect(c, page, PROT_NONE);
-        mprotect(c + page + body, page, PROT_NONE);
+        // Without both guards an overrun would go unnoticed: no buffer then (the launch fails).
+        if (mprotect(c, page, PROT_NONE) != 0 || mprotect(c + page + body, page, PROT_NONE) != 0)
+            return;
         data = (float*)(c + page + body - need);
         floats = need / 4;
     }
