@@ -616,6 +616,54 @@ mod tests {
         );
     }
 
+    /// The guard page behind each block's dynamic shared memory: the task kernels launched
+    /// with less shared memory than their plan reserves must fail with an invalid access named
+    /// by kernel, block and thread, where a plain buffer would let them read whatever memory
+    /// follows. With the plan's own size the same launches succeed.
+    #[test]
+    fn emulated_shared_memory_overrun_is_reported() {
+        let Some(emu) = emu(64) else { return };
+        let (v, e, h, n, k, q) = (40, 16, 32, 2, 3, 4);
+        let layout = ParamLayout::new(ModelDims {
+            n_items: v,
+            embed_dim: e,
+            hidden_dim: h,
+        });
+        let theta = init_params(&layout, 3);
+        let weights = linear_weights(k);
+        let eps = generate_episodes(n, k, q, v, 12, 3);
+        let tasks: Vec<Task> = eps
+            .iter()
+            .map(|ep| crate::train::task_of(ep, &weights))
+            .collect();
+        let inner = InnerLoop { lr: 0.05, steps: 2 };
+        let mut gpu = Engine::new(emu, layout.clone(), theta);
+        let mut l = gpu.load(&tasks, &inner, None).unwrap();
+        let stride = l.b.ws.stride as usize * n;
+        let full = l.smem;
+        for name in ["task_backward", "task_forward"] {
+            let mut ws = Engine::nan(stride);
+            let mut out_a = Engine::nan(n * 2 * l.b.q_max as usize * v);
+            let mut out_b = Engine::nan(2 * n);
+            let outs = [out_a.as_mut_ptr(), out_b.as_mut_ptr()];
+            l.smem = full;
+            let run = |l: &Loaded, ws: &mut [f32]| match name {
+                "task_backward" => gpu.launch_task(name, l, ws, [outs[1]]),
+                _ => gpu.launch_task(name, l, ws, outs),
+            };
+            run(&l, &mut ws).unwrap_or_else(|e| panic!("{name} with its planned smem: {e}"));
+            // Half the plan: the upper regions (w_hh, the states) now lie past the buffer.
+            l.smem = full / 2;
+            let err = run(&l, &mut ws).expect_err("an overrun of the shared memory went unnoticed");
+            assert!(
+                err.starts_with(name)
+                    && err.contains("invalid memory access")
+                    && err.contains(" in block "),
+                "{name}: unexpected error {err:?}"
+            );
+        }
+    }
+
     /// 64 threads: more (sequence, unit) items than threads (the non-prefetched cell path),
     /// one column slice.
     #[test]
