@@ -106,6 +106,10 @@ impl Emu {
             .map_err(|e| e.to_string())?;
         let name_c = CString::new(name).map_err(|e| e.to_string())?;
         let mut msg = vec![0 as c_char; 1024];
+        // One launch at a time in the process: a launch installs its library's fault handler
+        // for its own length (emu_launch.cpp), and every Emu is a separate library.
+        static LAUNCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = LAUNCH.lock().unwrap_or_else(|e| e.into_inner());
         let rc = f(
             name_c.as_ptr(),
             grid,
@@ -619,10 +623,11 @@ mod tests {
     /// The guard page behind each block's dynamic shared memory: the task kernels launched
     /// with less shared memory than their plan reserves must fail with an invalid access named
     /// by kernel, block and thread, where a plain buffer would let them read whatever memory
-    /// follows. With the plan's own size the same launches succeed.
+    /// follows. With the plan's own size the same launches succeed. Another emulator library
+    /// loaded and unloaded in between must not take over the fault handling.
     #[test]
     fn emulated_shared_memory_overrun_is_reported() {
-        let Some(emu) = emu(64) else { return };
+        let Some(first) = emu(64) else { return };
         let (v, e, h, n, k, q) = (40, 16, 32, 2, 3, 4);
         let layout = ParamLayout::new(ModelDims {
             n_items: v,
@@ -637,7 +642,16 @@ mod tests {
             .map(|ep| crate::train::task_of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: 2 };
-        let mut gpu = Engine::new(emu, layout.clone(), theta);
+        let mut gpu = Engine::new(first, layout.clone(), theta.clone());
+        // Another copy of the emulator library launched and unloaded after this one's first
+        // launch: this one's faults must still come back here (once, a handler installed per
+        // process pointed at the unloaded copy and the fault ended the test process).
+        gpu.meta_gradient(&tasks, &inner).unwrap();
+        if let Some(other) = emu(64) {
+            Engine::new(other, layout.clone(), theta)
+                .meta_gradient(&tasks, &inner)
+                .unwrap();
+        }
         let mut l = gpu.load(&tasks, &inner, None).unwrap();
         let stride = l.b.ws.stride as usize * n;
         let full = l.smem;

@@ -50,30 +50,40 @@ static void on_fault(int sig) {
     raise(sig);
 }
 
-// The handler, once per process, on an alternate stack per thread (a fault may come from a
-// fiber's small stack).
-static void install_fault_handler() {
-    static thread_local bool alt = false;
-    if (!alt) {
-        stack_t ss;
-        ss.ss_size = 1 << 16;
-        ss.ss_sp = malloc(ss.ss_size);
-        ss.ss_flags = 0;
-        sigaltstack(&ss, nullptr);
-        alt = true;
-    }
-    static bool done = false;
-    if (!done) {
+// The handler, installed for the length of each launch (the previous one put back after it),
+// on an alternate stack per thread (a fault may come from a fiber's small stack). Each test
+// loads its own copy of this library: a handler installed once per process would belong to
+// whichever copy came last, which may be another test's (whose in_launch is 0 here, so the
+// fault would end the process) or one already unloaded. The Rust side runs one launch at a
+// time in the process (`Emu::launch`), so the installed handler is always the launching
+// copy's.
+struct FaultHandler {
+    struct sigaction old_segv, old_bus;
+    FaultHandler() {
+        static thread_local bool alt = false;
+        if (!alt) {
+            stack_t ss;
+            ss.ss_size = 1 << 16;
+            ss.ss_sp = malloc(ss.ss_size);
+            ss.ss_flags = 0;
+            sigaltstack(&ss, nullptr);
+            alt = true;
+        }
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_fault;
         sa.sa_flags = SA_ONSTACK | SA_NODEFER;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, nullptr);
-        sigaction(SIGBUS, &sa, nullptr);
-        done = true;
+        sigaction(SIGSEGV, &sa, &old_segv);
+        sigaction(SIGBUS, &sa, &old_bus);
     }
-}
+    ~FaultHandler() {
+        sigaction(SIGSEGV, &old_segv, nullptr);
+        sigaction(SIGBUS, &old_bus, nullptr);
+    }
+    FaultHandler(const FaultHandler&) = delete;
+    FaultHandler& operator=(const FaultHandler&) = delete;
+};
 
 }  // namespace rm_emu
 
@@ -111,7 +121,7 @@ extern "C" int rm_emu_launch(const char* name, unsigned grid, unsigned block, un
     b.gdim = rm_dim3{grid, 1, 1};
     Block* saved = blk;
     blk = &b;
-    install_fault_handler();
+    FaultHandler handler;  // until this function returns
     if (sigsetjmp(fault_jmp, 1) != 0) {
         const unsigned t = b.cur;
         blk = saved;
