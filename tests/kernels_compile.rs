@@ -4,19 +4,14 @@
 //! `ptxas` on PATH) it is skipped with the reason, unless `RECMAML_REQUIRE_NVRTC=1` (CI), in
 //! which case it fails.
 
+mod common;
+
 use recmaml::cuda::kernels;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn required() -> bool {
-    std::env::var("RECMAML_REQUIRE_NVRTC").is_ok_and(|v| v == "1")
-}
-
 fn skip(reason: &str) {
-    if required() {
-        panic!("RECMAML_REQUIRE_NVRTC=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
+    common::skip(common::Needs::Nvrtc, reason);
 }
 
 fn ptxas() -> Option<PathBuf> {

@@ -4,6 +4,8 @@
 //! without a usable GPU, unless `RECMAML_REQUIRE_CUDA=1` (benches/gpu_check.sh) makes that a
 //! failure.
 
+mod common;
+
 use recmaml::backend::{Backend, InnerLoop, OuterConfig, Task};
 use recmaml::cpu::{self, Cpu, Engine};
 use recmaml::data::Episode;
@@ -357,11 +359,11 @@ fn cpu_backend(c: &Case) -> Option<Box<dyn Backend>> {
 fn cuda_backend(c: &Case) -> Option<Box<dyn Backend>> {
     match recmaml::cuda::Cuda::new(c.layout.clone(), c.theta32.clone()) {
         Ok(gpu) => Some(Box::new(gpu)),
-        Err(e) if std::env::var("RECMAML_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
-            panic!("RECMAML_REQUIRE_CUDA=1 but the CUDA backend cannot start: {e}")
-        }
         Err(e) => {
-            eprintln!("skipped: the CUDA backend cannot start here ({e})");
+            common::skip(
+                common::Needs::Cuda,
+                &format!("the CUDA backend cannot start here ({e})"),
+            );
             None
         }
     }

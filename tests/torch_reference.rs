@@ -3,6 +3,8 @@
 //! `pyarrow` and `numpy`: `$RECMAML_PYTHON`, else `python3`. Without one the tests print
 //! "skipped: ..." and pass, unless `RECMAML_REQUIRE_TORCH=1`, when they fail.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,10 +34,10 @@ fn python_or_skip(test: &str) -> Option<String> {
     match python() {
         Ok(py) => Some(py),
         Err(why) => {
-            if std::env::var("RECMAML_REQUIRE_TORCH").as_deref() == Ok("1") {
-                panic!("{test}: {why}, and RECMAML_REQUIRE_TORCH=1");
-            }
-            eprintln!("{test}: skipped: {why}; set RECMAML_PYTHON to a Python with torch");
+            common::skip(
+                common::Needs::Torch,
+                &format!("{test}: {why}; set RECMAML_PYTHON to a Python with torch"),
+            );
             None
         }
     }

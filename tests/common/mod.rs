@@ -3,9 +3,69 @@
 
 use std::path::PathBuf;
 
+/// What a skipped check needed; each has its `RECMAML_REQUIRE_*` variable, which turns the skip
+/// into a failure (`.ci/run` sets every one its machine can meet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// `../shared` (MovieLens): `RECMAML_REQUIRE_SHARED`.
+    Shared,
+    /// A Python with torch: `RECMAML_REQUIRE_TORCH`.
+    Torch,
+    /// NVRTC and ptxas: `RECMAML_REQUIRE_NVRTC`.
+    Nvrtc,
+    /// A CUDA device and driver: `RECMAML_REQUIRE_CUDA`.
+    Cuda,
+}
+
+impl Needs {
+    fn name(self) -> &'static str {
+        match self {
+            Needs::Shared => "shared",
+            Needs::Torch => "torch",
+            Needs::Nvrtc => "nvrtc",
+            Needs::Cuda => "cuda",
+        }
+    }
+
+    fn require_var(self) -> &'static str {
+        match self {
+            Needs::Shared => "RECMAML_REQUIRE_SHARED",
+            Needs::Torch => "RECMAML_REQUIRE_TORCH",
+            Needs::Nvrtc => "RECMAML_REQUIRE_NVRTC",
+            Needs::Cuda => "RECMAML_REQUIRE_CUDA",
+        }
+    }
+}
+
+/// Skips the running check for want of `needs`: panics when its `RECMAML_REQUIRE_*` is `1`;
+/// otherwise prints `skipped: <reason>` and appends `<kind>\t<test>\t<reason>` to the file
+/// `$RECMAML_SKIP_LOG` names, if set, so that `.ci/run` can list every skip at its end (the test
+/// harness hides what a passing test prints).
+pub fn skip(needs: Needs, reason: &str) {
+    if std::env::var(needs.require_var()).as_deref() == Ok("1") {
+        panic!("{}=1 but {reason}", needs.require_var());
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    eprintln!("{test}: skipped: {reason}");
+    if let Some(log) = std::env::var_os("RECMAML_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{}\t{test}\t{}\n", needs.name(), reason.replace('\n', " "));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("RECMAML_SKIP_LOG {}: {e}", log.to_string_lossy()));
+        f.write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("RECMAML_SKIP_LOG {}: {e}", log.to_string_lossy()));
+    }
+}
+
 /// The shared data folder: `$RECMAML_SHARED`, else `$CARGO_MANIFEST_DIR/../shared`, if it
-/// exists. When it does not, prints `skipped: <reason>` and returns `None`, unless
-/// `RECMAML_REQUIRE_SHARED=1`, in which case it panics (CI must not skip).
+/// exists. When it does not, the check is skipped ([`skip`], `Needs::Shared`) and this returns
+/// `None`.
 pub fn shared_dir() -> Option<PathBuf> {
     let (dir, how) = match std::env::var_os("RECMAML_SHARED") {
         Some(d) => (PathBuf::from(d), "$RECMAML_SHARED"),
@@ -17,30 +77,25 @@ pub fn shared_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    let reason = format!(
-        "shared data folder {} ({how}) not found; set RECMAML_SHARED to the folder that holds \
-         data/ and docs/",
-        dir.display()
+    skip(
+        Needs::Shared,
+        &format!(
+            "shared data folder {} ({how}) not found; set RECMAML_SHARED to the folder that \
+             holds data/ and docs/",
+            dir.display()
+        ),
     );
-    if std::env::var("RECMAML_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!("RECMAML_REQUIRE_SHARED=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
     None
 }
 
-/// A file inside the shared folder, if the folder and the file exist; same skip/require rules
-/// as [`shared_dir`] (a missing file inside an existing folder is also a skip or a failure).
+/// A file inside the shared folder, if the folder and the file exist; same skip rules as
+/// [`shared_dir`] (a missing file inside an existing folder is also a skip).
 pub fn shared_file(rel: &str) -> Option<PathBuf> {
     let p = shared_dir()?.join(rel);
     if p.is_file() {
         return Some(p);
     }
-    let reason = format!("{} not found", p.display());
-    if std::env::var("RECMAML_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!("RECMAML_REQUIRE_SHARED=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
+    skip(Needs::Shared, &format!("{} not found", p.display()));
     None
 }
 
