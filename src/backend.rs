@@ -142,7 +142,7 @@ pub trait Backend {
         Ok(())
     }
     /// The phase counters (clock cycles per task and phase, see
-    /// `crate::cuda::kernels::PROFILE_PHASES`) since the last reset; `None` without them.
+    /// `crate::cuda::program::PROFILE_PHASES`) since the last reset; `None` without them.
     fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
         Ok(None)
     }

@@ -143,13 +143,13 @@ pub struct PhaseCycles {
 /// Per phase, the cycles per iteration averaged over the first `n` tasks' counters.
 fn phase_summary(counters: &[Vec<u64>], n: usize, iters: usize) -> Vec<PhaseCycles> {
     let tasks = &counters[..n.min(counters.len())];
-    let per: Vec<f64> = (0..crate::cuda::kernels::PROFILE_PHASES.len())
+    let per: Vec<f64> = (0..crate::cuda::program::PROFILE_PHASES.len())
         .map(|c| {
             tasks.iter().map(|t| t[c] as f64).sum::<f64>() / (tasks.len() * iters).max(1) as f64
         })
         .collect();
     let total: f64 = per.iter().sum();
-    crate::cuda::kernels::PROFILE_PHASES
+    crate::cuda::program::PROFILE_PHASES
         .iter()
         .zip(per)
         .map(|(name, c)| PhaseCycles {
@@ -906,7 +906,7 @@ mod tests {
 
     #[test]
     fn the_phase_summary_averages_over_tasks_and_iterations() {
-        let n = crate::cuda::kernels::PROFILE_PHASES.len();
+        let n = crate::cuda::program::PROFILE_PHASES.len();
         let mut a = vec![0u64; n];
         let mut b = vec![0u64; n];
         a[0] = 100;

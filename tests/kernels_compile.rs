@@ -6,7 +6,7 @@
 
 mod common;
 
-use recmaml::cuda::kernels;
+use recmaml::cuda::program as kernels;
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -12,9 +12,9 @@
 //! shapes reach, under one barrier-respecting schedule. What it cannot: speed, memory ordering
 //! and races between threads (compute-sanitizer on a GPU), the device's libm.
 
-use super::kernels;
+use super::abi::{self as params, AdamParams, Dims, ReduceParams, TaskParams, NORM_BLOCKS};
 use super::pack;
-use super::params::{self, AdamParams, Dims, ReduceParams, TaskParams, NORM_BLOCKS};
+use super::program as kernels;
 use crate::backend::{InnerLoop, OuterConfig, Task, TaskEval};
 use crate::model::ParamLayout;
 use std::ffi::{c_char, c_int, c_ulong, c_void, CString};
@@ -50,8 +50,8 @@ pub fn source(block: u32) -> Result<String, String> {
         .replace("__shared__ ", "static thread_local ");
     Ok(format!(
         "#define RM_BLOCK {block}\n#line 1 \"emu_runtime.h\"\n{}\n{program}\n#line 1 \"emu_launch.cpp\"\n{}",
-        include_str!("emu_runtime.h"),
-        include_str!("emu_launch.cpp")
+        include_str!("../../tests/emu/runtime.h"),
+        include_str!("../../tests/emu/launch.cpp")
     ))
 }
 

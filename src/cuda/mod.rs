@@ -1,317 +1,155 @@
 //! The CUDA backend: the meta-iteration as five launches independent of N (one persistent block
 //! per task for the inner loop and query gradient, then the meta-gradient reduction, clip and
-//! Adam), on kernels compiled once per process with NVRTC for the device's own architecture.
-//! cudarc loads the driver and NVRTC at run time, so the crate builds and runs without CUDA;
-//! [`Cuda::new`] then returns an [`Error::Backend`] that says what is missing.
+//! Adam). The host code ([`Cuda`]) is written once over the [`Device`] interface: on a GPU the
+//! device is [`Driver`] (cudarc: the driver API and NVRTC loaded at run time, so the crate builds
+//! and runs without CUDA, and [`Cuda::new`] then returns an [`Error::Backend`] that says what is
+//! missing); in the test suite it is the kernel emulator, so CI runs this very host code.
 //!
-//! `benches/gpu_check.sh` checks the kernels against the CPU engine and the PyTorch fixtures
-//! on a GPU; tests/kernels_compile.rs compiles them (NVRTC + ptxas) on machines without one.
+//! Files: [`program`] assembles the kernel sources and compiles them with NVRTC; [`abi`] holds the
+//! `#[repr(C)]` launch arguments mirrored in `kernels/common.cuh`; [`pack`] lays a meta-batch out
+//! for the kernels; [`device`] and [`driver`] are the device interface and its GPU implementation.
 
+pub mod abi;
 pub mod check;
+pub mod device;
+pub mod driver;
 #[cfg(test)]
 mod emu;
-pub mod kernels;
 pub mod pack;
-pub mod params;
+pub mod program;
+
+pub use device::{Args, Buf, Device, Kernel, Launch};
+pub use driver::{device_available, Driver};
 
 use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, Task, TaskEval};
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
-use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr,
-    LaunchConfig, PushKernelArg,
-};
-use params::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams, NORM_BLOCKS};
-use std::sync::Arc;
-use std::time::Instant;
+use abi::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams, NORM_BLOCKS};
 
-/// Dynamic shared memory available without an opt-in.
-const DEFAULT_SHARED: usize = 48 * 1024;
-
-fn err(msg: impl Into<String>) -> Error {
+pub(crate) fn err(msg: impl Into<String>) -> Error {
     Error::Backend {
         backend: "cuda".into(),
         msg: msg.into(),
     }
 }
 
-fn drv(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
-    move |e| err(format!("{what}: {e:?}"))
-}
-
 /// Prints a debug line when `RECMAML_LOG=debug`.
-fn debug(msg: &str) {
+pub(crate) fn debug(msg: &str) {
     if std::env::var("RECMAML_LOG").is_ok_and(|v| v == "debug") {
         eprintln!("[recmaml cuda] {msg}");
     }
 }
 
-// SAFETY: TaskDesc is a POD of u32s; all-zero bits are a valid value.
-unsafe impl cudarc::driver::ValidAsZeroBits for TaskDesc {}
-
-/// The kernels of the meta-iteration, looked up once.
-struct Kernels {
-    transpose_out: CudaFunction,
-    task_forward: CudaFunction,
-    task_backward: CudaFunction,
-    meta_grad: CudaFunction,
-    clip: CudaFunction,
-    adam: CudaFunction,
+/// Device buffers of the current meta-batch, grown as needed and reused.
+struct BatchBufs<D: Device> {
+    ints: Buf<D, u32>,
+    floats: Buf<D, f32>,
+    descs: Buf<D, TaskDesc>,
+    ws: Buf<D, f32>,
+    task_loss: Buf<D, f32>,
+    eval_logits: Buf<D, f32>,
+    eval_loss: Buf<D, f32>,
 }
 
-/// Device buffers of the current meta-batch, grown as needed and reused.
-struct BatchBufs {
-    ints: CudaSlice<u32>,
-    floats: CudaSlice<f32>,
-    descs: CudaSlice<TaskDesc>,
-    ws: CudaSlice<f32>,
-    task_loss: CudaSlice<f32>,
-    eval_logits: CudaSlice<f32>,
-    eval_loss: CudaSlice<f32>,
+/// A packed batch on the device, ready for the task kernels.
+struct Loaded {
+    params: TaskParams,
+    shape: Launch,
+    batch: pack::Batch,
 }
 
 /// The CUDA backend: θ, the meta-gradient and Adam's moments live on the device.
-pub struct Cuda {
+pub struct Cuda<D: Device = Driver> {
+    dev: D,
     layout: ParamLayout,
     dims: Dims,
-    stream: Arc<CudaStream>,
-    k: Kernels,
-    theta: CudaSlice<f32>,
+    theta: Buf<D, f32>,
     /// θ's output.weight transposed [H, V] (written by transpose_out before each task launch).
-    w_out_t: CudaSlice<f32>,
-    grad: CudaSlice<f32>,
-    m: CudaSlice<f32>,
-    v: CudaSlice<f32>,
-    partials: CudaSlice<f64>,
-    stats: CudaSlice<f64>,
+    w_out_t: Buf<D, f32>,
+    grad: Buf<D, f32>,
+    m: Buf<D, f32>,
+    v: Buf<D, f32>,
+    partials: Buf<D, f64>,
+    stats: Buf<D, f64>,
     step: u64,
-    bufs: BatchBufs,
-    device: String,
-    /// Threads per block (`RM_BLOCK` the kernels were compiled with).
-    block: u32,
-    /// CUDA events around the device work of a meta-step, and the last step's time between them.
-    events: (CudaEvent, CudaEvent),
+    bufs: BatchBufs<D>,
     last_ms: Option<f64>,
     /// Fill every output and workspace buffer with NaN before each launch (checks).
     poison: bool,
     /// Keep w_hh in shared memory during the recurrence when it fits (`RECMAML_CUDA_SMEM_WHH=0`
-    /// turns this off); the device's opt-in shared-memory limit per block, and the limit the task
-    /// kernels are currently set to.
+    /// turns this off).
     smem_whh: bool,
-    smem_optin: usize,
-    smem_set: usize,
-    /// The loaded program (for the phase counters of RECMAML_CUDA_PROFILE=1).
-    module: Arc<CudaModule>,
 }
 
-impl std::fmt::Debug for Cuda {
+impl<D: Device> std::fmt::Debug for Cuda<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cuda")
-            .field("device", &self.device)
+            .field("device", &self.dev.name())
             .field("step", &self.step)
             .finish()
     }
 }
 
-/// Whether a CUDA driver and at least one device are present (never panics).
-pub fn device_available() -> bool {
-    // SAFETY: only tries to dlopen candidate library names.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return false;
-    }
-    std::panic::catch_unwind(|| {
-        cudarc::driver::result::init().is_ok() && CudaContext::device_count().is_ok_and(|n| n > 0)
-    })
-    .unwrap_or(false)
-}
-
-/// Grows `buf` to hold `data` and copies it in.
-fn upload<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-    stream: &Arc<CudaStream>,
-    buf: &mut CudaSlice<T>,
-    data: &[T],
-) -> Result<()> {
-    if buf.len() < data.len() {
-        *buf = stream
-            .alloc_zeros::<T>(data.len())
-            .map_err(drv("allocating a batch buffer"))?;
-    }
-    if !data.is_empty() {
-        stream
-            .memcpy_htod(data, &mut buf.slice_mut(..data.len()))
-            .map_err(drv("copying a batch to the device"))?;
-    }
-    Ok(())
-}
-
-/// Grows `buf` to at least `n` elements (contents undefined).
-fn reserve<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-    stream: &Arc<CudaStream>,
-    buf: &mut CudaSlice<T>,
-    n: usize,
-) -> Result<()> {
-    if buf.len() < n {
-        *buf = stream
-            .alloc_zeros::<T>(n)
-            .map_err(drv("allocating a workspace"))?;
-    }
-    Ok(())
-}
-
-fn grid(n: usize, cap: u32, block: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (params::grid_blocks(n, cap, block), 1, 1),
-        block_dim: (block, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// Overwrites the first `n` elements of `buf` with NaN (all bits set).
-fn fill_nan(stream: &Arc<CudaStream>, buf: &mut CudaSlice<f32>, n: usize) -> Result<()> {
-    let n = n.min(buf.len());
-    if n > 0 {
-        stream
-            .memcpy_htod(&vec![f32::from_bits(u32::MAX); n], &mut buf.slice_mut(..n))
-            .map_err(drv("poisoning a buffer"))?;
-    }
-    Ok(())
-}
-
-impl Cuda {
-    /// A CUDA backend on device 0 holding `theta` (length P), Adam's state at zero. Without a
+impl Cuda<Driver> {
+    /// A CUDA backend on GPU 0 holding `theta` (length P), Adam's state at zero. Without a
     /// driver, a device or NVRTC this is an [`Error::Backend`] saying which.
     pub fn new(layout: ParamLayout, theta: Vec<f32>) -> Result<Self> {
-        if theta.len() != layout.len {
-            return Err(Error::Shape(format!(
-                "parameters: {} values given, the model needs {}",
-                theta.len(),
-                layout.len
-            )));
-        }
-        // SAFETY: only tries to dlopen candidate library names.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(err(
-                "no CUDA driver (libcuda.so) found on this machine; use run.backend = \"cpu\"",
-            ));
-        }
-        if !kernels::nvrtc_available() {
-            return Err(err(
-                "NVRTC (libnvrtc.so) was not found: put the CUDA toolkit's (or the nvidia-cuda-nvrtc \
-                 wheel's) library folder on LD_LIBRARY_PATH, or use run.backend = \"cpu\"",
-            ));
-        }
-        // cudarc panics on a missing driver symbol (a driver older than the bindings): turn
-        // that into an error too.
-        std::panic::catch_unwind(move || Self::init(layout, theta)).unwrap_or_else(|_| {
-            Err(err(
-                "the CUDA driver is missing a required function (too old?)",
-            ))
-        })
+        check_len("parameters", theta.len(), layout.len)?;
+        Self::on(Driver::open()?, layout, theta)
     }
+}
 
-    fn init(layout: ParamLayout, theta: Vec<f32>) -> Result<Self> {
-        let n = CudaContext::device_count().map_err(drv("counting CUDA devices"))?;
-        if n < 1 {
-            return Err(err("a CUDA driver is installed but no device was found"));
-        }
-        let ctx = CudaContext::new(0).map_err(drv("creating a context on device 0"))?;
-        let device = ctx.name().unwrap_or_else(|_| "unknown".into());
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(drv("reading the compute capability"))?;
-        let arch = format!("compute_{major}{minor}");
-        let smem_optin = ctx
-            .attribute(
-                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-            )
-            .map_err(drv("reading the shared-memory limit"))?
-            .max(DEFAULT_SHARED as i32) as usize;
-        let block = kernels::block_size()?;
-        let t0 = Instant::now();
-        let (ptx, fresh) = kernels::compile_ptx_once(&arch, block)?;
-        let (nv_major, nv_minor) = kernels::nvrtc_version()?;
-        let mut drv_version = 0;
-        // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
-        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut drv_version) };
-        debug(&format!(
-            "{} {} kernels{} for {arch} on {device} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
-            if fresh { "compiled" } else { "reused this process's PTX of" },
-            kernels::ENTRY_POINTS.len(),
-            kernels::kernel_dir().map_or(String::new(), |d| format!(" from {}", d.display())),
-            t0.elapsed().as_secs_f64() * 1e3,
-            kernels::compile_options(&arch, block)
-        ));
-        let module = ctx.load_module(ptx).map_err(|e| {
-            err(format!(
-                "loading the PTX on {device} ({arch}): {e:?}; CUDA_ERROR_UNSUPPORTED_PTX_VERSION \
-                 means NVRTC {nv_major}.{nv_minor} is newer than the driver ({drv_version}): use the NVRTC that matches the driver"
-            ))
-        })?;
-        let f = |name: &str| {
-            module
-                .load_function(name)
-                .map_err(|e| err(format!("kernel `{name}`: {e:?}")))
-        };
-        let k = Kernels {
-            transpose_out: f("transpose_out")?,
-            task_forward: f("task_forward")?,
-            task_backward: f("task_backward")?,
-            meta_grad: f("meta_grad_forward")?,
-            clip: f("clip_forward")?,
-            adam: f("adam_forward")?,
-        };
-        // SAFETY: one stream does all the work, so no cross-stream synchronisation is needed.
-        unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
-        let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let events = (
-            ctx.new_event(timing).map_err(drv("creating an event"))?,
-            ctx.new_event(timing).map_err(drv("creating an event"))?,
-        );
+fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::Shape(format!(
+            "{what}: {got} values given, the model needs {want}"
+        )));
+    }
+    Ok(())
+}
+
+/// A grid-stride kernel's shape over `n` elements (at most `cap` blocks).
+fn spread(n: usize, cap: u32, block: u32) -> Launch {
+    Launch {
+        grid: abi::grid_blocks(n, cap, block),
+        block,
+        smem: 0,
+    }
+}
+
+impl<D: Device> Cuda<D> {
+    /// The backend on device `dev` holding `theta` (length P), Adam's state at zero.
+    pub fn on(mut dev: D, layout: ParamLayout, theta: Vec<f32>) -> Result<Self> {
+        check_len("parameters", theta.len(), layout.len)?;
         let p = layout.len;
         let n_out = layout.dims.n_items * layout.dims.hidden_dim;
-        let z32 = |n: usize| {
-            stream
-                .alloc_zeros::<f32>(n.max(1))
-                .map_err(drv("allocating"))
-        };
+        let d = &mut dev;
         let bufs = BatchBufs {
-            ints: stream.alloc_zeros::<u32>(1).map_err(drv("allocating"))?,
-            floats: z32(1)?,
-            descs: stream
-                .alloc_zeros::<TaskDesc>(1)
-                .map_err(drv("allocating"))?,
-            ws: z32(1)?,
-            task_loss: z32(1)?,
-            eval_logits: z32(1)?,
-            eval_loss: z32(1)?,
+            ints: Buf::new(d, 1)?,
+            floats: Buf::new(d, 1)?,
+            descs: Buf::new(d, 1)?,
+            ws: Buf::new(d, 1)?,
+            task_loss: Buf::new(d, 1)?,
+            eval_logits: Buf::new(d, 1)?,
+            eval_loss: Buf::new(d, 1)?,
         };
-        let theta_d = stream.clone_htod(&theta).map_err(drv("copying θ"))?;
+        let zeros = vec![0.0f32; p];
         Ok(Cuda {
             dims: Dims::of(&layout),
-            layout,
-            k,
-            theta: theta_d,
-            w_out_t: z32(n_out)?,
-            grad: z32(p)?,
-            m: z32(p)?,
-            v: z32(p)?,
-            partials: stream
-                .alloc_zeros::<f64>(NORM_BLOCKS as usize)
-                .map_err(drv("allocating"))?,
-            stats: stream.alloc_zeros::<f64>(2).map_err(drv("allocating"))?,
-            step: 0,
+            theta: Buf::from_slice(d, &theta)?,
+            w_out_t: Buf::new(d, n_out)?,
+            grad: Buf::new(d, p)?,
+            m: Buf::from_slice(d, &zeros)?,
+            v: Buf::from_slice(d, &zeros)?,
+            partials: Buf::new(d, NORM_BLOCKS as usize)?,
+            stats: Buf::new(d, 2)?,
             bufs,
-            device,
-            block,
-            events,
+            layout,
+            step: 0,
             last_ms: None,
             poison: false,
             smem_whh: std::env::var("RECMAML_CUDA_SMEM_WHH").map_or(true, |v| v != "0"),
-            smem_optin,
-            smem_set: DEFAULT_SHARED,
-            module,
-            stream,
+            dev,
         })
     }
 
@@ -321,17 +159,35 @@ impl Cuda {
         self.poison = on;
     }
 
+    /// Whether w_hh may sit in shared memory during the recurrence (when it fits).
+    pub fn set_smem_whh(&mut self, on: bool) {
+        self.smem_whh = on;
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> String {
+        self.dev.name()
+    }
+
     /// Task `i`'s adapted weights as a dense flat vector (length P), read back from its
     /// workspace after [`Backend::meta_gradient`] on the same `tasks` and `inner`: the fast GRU
     /// block, embedding rows and output bias, and output.weight as θ's plus the SGD steps'
     /// rank-1 terms. For checks against the CPU engine.
-    pub fn adapted_params(&self, tasks: &[Task], inner: &InnerLoop, i: usize) -> Result<Vec<f32>> {
-        let b = pack::pack(tasks, &self.dims, inner.steps, self.block)?;
+    pub fn adapted_params(
+        &mut self,
+        tasks: &[Task],
+        inner: &InnerLoop,
+        i: usize,
+    ) -> Result<Vec<f32>> {
+        let b = pack::pack(tasks, &self.dims, inner.steps, self.dev.block())?;
         let stride = b.ws.stride as usize;
-        let ws = self
-            .stream
-            .clone_dtoh(&self.bufs.ws.slice(i * stride..(i + 1) * stride))
-            .map_err(drv("reading a workspace"))?;
+        let ws = self.bufs.ws.read(&self.dev, i * stride..(i + 1) * stride)?;
+        let theta = self.params()?;
         Ok(pack::adapted_dense(
             &self.layout,
             &self.dims,
@@ -339,13 +195,8 @@ impl Cuda {
             i,
             inner.steps,
             &ws,
-            self.params()?,
+            theta,
         ))
-    }
-
-    /// The device's name.
-    pub fn device_name(&self) -> &str {
-        &self.device
     }
 
     /// Packs and uploads a batch and launches transpose_out (θ's output.weight for the task
@@ -355,66 +206,68 @@ impl Cuda {
         tasks: &[Task],
         inner: &InnerLoop,
         over: Option<&[pack::QueryOverride]>,
-    ) -> Result<(TaskParams, LaunchConfig, pack::Batch)> {
-        if self.dims.h > self.block {
+    ) -> Result<Loaded> {
+        let block = self.dev.block();
+        if self.dims.h > block {
             return Err(Error::Shape(format!(
-                "hidden size {} is larger than the CUDA kernels' {} threads per block \
+                "hidden size {} is larger than the CUDA kernels' {block} threads per block \
                  (RECMAML_CUDA_BLOCK)",
-                self.dims.h, self.block
+                self.dims.h
             )));
         }
-        let b = pack::pack_with(tasks, &self.dims, inner.steps, self.block, over)?;
+        let b = pack::pack_with(tasks, &self.dims, inner.steps, block, over)?;
         let h = self.dims.h as usize;
         let (bm, rm) = (b.ws.b_max as usize, b.ws.r_max as usize);
-        let plan = params::smem_plan(h, bm, rm, self.block as usize, self.smem_optin, self.smem_whh)
-            .ok_or_else(|| {
+        let limit = self.dev.smem_limit();
+        let plan = abi::smem_plan(h, bm, rm, block as usize, limit, self.smem_whh).ok_or_else(
+            || {
                 Error::Shape(format!(
-                    "{bm} sequences per split × H {h} need {} bytes of shared memory per task; this device allows {}",
-                    params::smem_bytes(h, bm, rm, 1, 1, false),
-                    self.smem_optin
+                    "{bm} sequences per split × H {h} need {} bytes of shared memory per task; this device allows {limit}",
+                    abi::smem_bytes(h, bm, rm, 1, 1, false),
                 ))
-            })?;
-        let shared = plan.bytes;
-        if shared > self.smem_set {
-            for f in [&self.k.task_forward, &self.k.task_backward] {
-                f.set_attribute(
-                    cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    shared as i32,
-                )
-                .map_err(drv("raising the kernels' shared-memory limit"))?;
-            }
-            self.smem_set = shared;
+            },
+        )?;
+        for k in [Kernel::TaskForward, Kernel::TaskBackward] {
+            self.dev.set_smem(k, plan.bytes)?;
         }
-        let s = &self.stream;
-        upload(s, &mut self.bufs.ints, &b.ints)?;
-        upload(s, &mut self.bufs.floats, &b.floats)?;
-        upload(s, &mut self.bufs.descs, &b.descs)?;
+        let d = &mut self.dev;
+        let bf = &mut self.bufs;
+        bf.ints.upload(d, &b.ints)?;
+        bf.floats.upload(d, &b.floats)?;
+        bf.descs.upload(d, &b.descs)?;
         let ws_len = b.ws.stride as usize * tasks.len();
-        reserve(s, &mut self.bufs.ws, ws_len)?;
-        reserve(s, &mut self.bufs.task_loss, tasks.len())?;
-        if self.poison {
-            fill_nan(s, &mut self.bufs.ws, ws_len)?;
-            fill_nan(s, &mut self.bufs.task_loss, tasks.len())?;
-            fill_nan(s, &mut self.grad, self.layout.len)?;
-            s.memcpy_htod(&[f64::NAN; 2], &mut self.stats)
-                .map_err(drv("poisoning a buffer"))?;
-        }
+        bf.ws.reserve(d, ws_len)?;
+        bf.task_loss.reserve(d, tasks.len())?;
         let n_out = self.w_out_t.len();
         if self.poison {
-            fill_nan(s, &mut self.w_out_t, n_out)?;
+            bf.ws.poison(d, ws_len)?;
+            bf.task_loss.poison(d, tasks.len())?;
+            self.grad.poison(d, self.layout.len)?;
+            self.stats.poison(d, 2)?;
+            self.w_out_t.poison(d, n_out)?;
         }
-        let mut l = self.stream.launch_builder(&self.k.transpose_out);
-        l.arg(&self.dims).arg(&self.theta).arg(&mut self.w_out_t);
-        // SAFETY: matches transpose_out in output_ce.cu; w_out_t holds V * H floats.
-        unsafe { l.launch(grid(n_out, 1024, self.block)) }
-            .map_err(drv("launching transpose_out"))?;
-        let params = TaskParams::new(self.dims, &b, tasks.len(), inner, &plan);
-        let cfg = LaunchConfig {
-            grid_dim: (tasks.len() as u32, 1, 1),
-            block_dim: (self.block, 1, 1),
-            shared_mem_bytes: shared.max(4) as u32,
+        let mut args = Args::new()
+            .val(&self.dims)
+            .buf(d, &self.theta)
+            .buf(d, &self.w_out_t);
+        // SAFETY: transpose_out(Dims, const float* theta, float* w_out_t) in output_ce.cu;
+        // w_out_t holds V * H floats.
+        unsafe {
+            d.launch(
+                Kernel::TransposeOut,
+                spread(n_out, 1024, block),
+                &mut args.pointers(),
+            )?
         };
-        Ok((params, cfg, b))
+        Ok(Loaded {
+            params: TaskParams::new(self.dims, &b, tasks.len(), inner, &plan),
+            shape: Launch {
+                grid: tasks.len() as u32,
+                block,
+                smem: plan.bytes.max(4) as u32,
+            },
+            batch: b,
+        })
     }
 
     /// Launches task_backward and meta_grad_forward: the meta-gradient in `self.grad`, the
@@ -427,31 +280,33 @@ impl Cuda {
         inner: &InnerLoop,
         over: Option<&[pack::QueryOverride]>,
     ) -> Result<()> {
-        let (params, cfg, b) = self.load_batch(tasks, inner, over)?;
-        let bf = &mut self.bufs;
-        let mut l = self.stream.launch_builder(&self.k.task_backward);
-        l.arg(&params)
-            .arg(&self.theta)
-            .arg(&self.w_out_t)
-            .arg(&bf.ints)
-            .arg(&bf.descs)
-            .arg(&bf.floats)
-            .arg(&mut bf.ws)
-            .arg(&mut bf.task_loss);
-        // SAFETY: argument types and order match task_backward in task.cu; buffers are sized by pack().
-        unsafe { l.launch(cfg) }.map_err(drv("launching task_backward"))?;
-        let rp = ReduceParams::new(&params, b.item_csr, over.is_some());
-        let mut l = self.stream.launch_builder(&self.k.meta_grad);
-        l.arg(&rp)
-            .arg(&bf.ints)
-            .arg(&bf.descs)
-            .arg(&bf.ws)
-            .arg(&bf.task_loss)
-            .arg(&mut self.grad)
-            .arg(&mut self.stats);
-        // SAFETY: matches meta_grad_forward in meta_grad.cu.
-        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
-            .map_err(drv("launching meta_grad_forward"))?;
+        let l = self.load_batch(tasks, inner, over)?;
+        let (d, bf) = (&mut self.dev, &self.bufs);
+        let mut args = Args::new()
+            .val(&l.params)
+            .buf(d, &self.theta)
+            .buf(d, &self.w_out_t)
+            .buf(d, &bf.ints)
+            .buf(d, &bf.descs)
+            .buf(d, &bf.floats)
+            .buf(d, &bf.ws)
+            .buf(d, &bf.task_loss);
+        // SAFETY: task_backward(TaskParams, theta, w_out_t, ints, descs, floats, ws, task_loss)
+        // in task.cu; the buffers are sized by pack() and load_batch.
+        unsafe { d.launch(Kernel::TaskBackward, l.shape, &mut args.pointers())? };
+        let rp = ReduceParams::new(&l.params, l.batch.item_csr, over.is_some());
+        let mut args = Args::new()
+            .val(&rp)
+            .buf(d, &bf.ints)
+            .buf(d, &bf.descs)
+            .buf(d, &bf.ws)
+            .buf(d, &bf.task_loss)
+            .buf(d, &self.grad)
+            .buf(d, &self.stats);
+        let shape = spread(self.layout.len, 4096, d.block());
+        // SAFETY: meta_grad_forward(ReduceParams, ints, descs, ws, task_loss, grad, stats) in
+        // meta_grad.cu; grad holds P floats and stats 2 doubles.
+        unsafe { d.launch(Kernel::MetaGrad, shape, &mut args.pointers())? };
         Ok(())
     }
 
@@ -463,46 +318,41 @@ impl Cuda {
         outer: &OuterConfig,
         over: Option<&[pack::QueryOverride]>,
     ) -> Result<MetaStepStats> {
-        self.events
-            .0
-            .record(&self.stream)
-            .map_err(drv("recording an event"))?;
+        self.dev.timer_start()?;
         self.launch_meta_gradient(tasks, inner, over)?;
         let ap = AdamParams::for_step(self.step, self.layout.len, outer);
-        let cfg = LaunchConfig {
-            grid_dim: (NORM_BLOCKS, 1, 1),
-            block_dim: (self.block, 1, 1),
-            shared_mem_bytes: 0,
+        let d = &mut self.dev;
+        let block = d.block();
+        let mut args = Args::new()
+            .val(&ap)
+            .buf(d, &self.grad)
+            .buf(d, &self.partials);
+        let shape = Launch {
+            grid: NORM_BLOCKS,
+            block,
+            smem: 0,
         };
-        let mut l = self.stream.launch_builder(&self.k.clip);
-        l.arg(&ap).arg(&self.grad).arg(&mut self.partials);
-        // SAFETY: matches clip_forward in clip.cu; partials has NORM_BLOCKS elements.
-        unsafe { l.launch(cfg) }.map_err(drv("launching clip_forward"))?;
-        let mut l = self.stream.launch_builder(&self.k.adam);
-        l.arg(&ap)
-            .arg(&mut self.theta)
-            .arg(&self.grad)
-            .arg(&mut self.m)
-            .arg(&mut self.v)
-            .arg(&self.partials)
-            .arg(&mut self.stats);
-        // SAFETY: matches adam_forward in adam.cu.
-        unsafe { l.launch(grid(self.layout.len, 4096, self.block)) }
-            .map_err(drv("launching adam_forward"))?;
-        self.events
-            .1
-            .record(&self.stream)
-            .map_err(drv("recording an event"))?;
-        let stats = self
-            .stream
-            .clone_dtoh(&self.stats)
-            .map_err(drv("reading the step's statistics"))?;
-        self.last_ms = Some(
-            self.events
-                .0
-                .elapsed_ms(&self.events.1)
-                .map_err(drv("reading the step's device time"))? as f64,
-        );
+        // SAFETY: clip_forward(AdamParams, grad, partials) in clip.cu; partials has NORM_BLOCKS
+        // doubles.
+        unsafe { d.launch(Kernel::Clip, shape, &mut args.pointers())? };
+        let mut args = Args::new()
+            .val(&ap)
+            .buf(d, &self.theta)
+            .buf(d, &self.grad)
+            .buf(d, &self.m)
+            .buf(d, &self.v)
+            .buf(d, &self.partials)
+            .buf(d, &self.stats);
+        // SAFETY: adam_forward(AdamParams, theta, grad, m, v, partials, stats) in adam.cu.
+        unsafe {
+            d.launch(
+                Kernel::Adam,
+                spread(self.layout.len, 4096, block),
+                &mut args.pointers(),
+            )?
+        };
+        self.last_ms = d.timer_stop()?;
+        let stats = self.stats.to_vec(d)?;
         let (meta_loss, grad_norm) = (stats[0], stats[1]);
         if meta_loss.is_finite() && grad_norm.is_finite() {
             self.step += 1;
@@ -530,7 +380,7 @@ impl Cuda {
     }
 }
 
-impl Backend for Cuda {
+impl<D: Device> Backend for Cuda<D> {
     fn name(&self) -> &'static str {
         "cuda"
     }
@@ -540,32 +390,18 @@ impl Backend for Cuda {
     }
 
     fn set_params(&mut self, theta: &[f32]) -> Result<()> {
-        if theta.len() != self.layout.len {
-            return Err(Error::Shape(format!(
-                "parameters: {} values given, the model needs {}",
-                theta.len(),
-                self.layout.len
-            )));
-        }
-        self.stream
-            .memcpy_htod(theta, &mut self.theta)
-            .map_err(drv("copying θ"))
+        check_len("parameters", theta.len(), self.layout.len)?;
+        self.theta.write(&mut self.dev, 0, theta)
     }
 
     fn params(&self) -> Result<Vec<f32>> {
-        self.stream
-            .clone_dtoh(&self.theta)
-            .map_err(drv("reading θ"))
+        self.theta.to_vec(&self.dev)
     }
 
     fn set_adam(&mut self, state: &AdamState) -> Result<()> {
         state.check_len(self.layout.len)?;
-        self.stream
-            .memcpy_htod(&state.m, &mut self.m)
-            .map_err(drv("copying Adam's m"))?;
-        self.stream
-            .memcpy_htod(&state.v, &mut self.v)
-            .map_err(drv("copying Adam's v"))?;
+        self.m.write(&mut self.dev, 0, &state.m)?;
+        self.v.write(&mut self.dev, 0, &state.v)?;
         self.step = state.step;
         Ok(())
     }
@@ -573,14 +409,8 @@ impl Backend for Cuda {
     fn adam(&self) -> Result<AdamState> {
         Ok(AdamState {
             step: self.step,
-            m: self
-                .stream
-                .clone_dtoh(&self.m)
-                .map_err(drv("reading Adam's m"))?,
-            v: self
-                .stream
-                .clone_dtoh(&self.v)
-                .map_err(drv("reading Adam's v"))?,
+            m: self.m.to_vec(&self.dev)?,
+            v: self.v.to_vec(&self.dev)?,
         })
     }
 
@@ -590,22 +420,10 @@ impl Backend for Cuda {
         inner: &InnerLoop,
         grad: &mut [f32],
     ) -> Result<f64> {
-        if grad.len() != self.layout.len {
-            return Err(Error::Shape(format!(
-                "gradient buffer: {} values given, the model needs {}",
-                grad.len(),
-                self.layout.len
-            )));
-        }
+        check_len("gradient buffer", grad.len(), self.layout.len)?;
         self.launch_meta_gradient(tasks, inner, None)?;
-        self.stream
-            .memcpy_dtoh(&self.grad, grad)
-            .map_err(drv("reading the meta-gradient"))?;
-        let stats = self
-            .stream
-            .clone_dtoh(&self.stats)
-            .map_err(drv("reading the meta-loss"))?;
-        Ok(stats[0])
+        grad.copy_from_slice(&self.grad.to_vec(&self.dev)?);
+        Ok(self.stats.to_vec(&self.dev)?[0])
     }
 
     fn meta_step(
@@ -622,32 +440,20 @@ impl Backend for Cuda {
     }
 
     fn reset_profile(&mut self) -> Result<()> {
-        if !kernels::profiling() {
+        if !program::profiling() {
             return Ok(());
         }
-        let mut g = self
-            .module
-            .get_global("rm_prof", &self.stream)
-            .map_err(drv("finding the phase counters"))?;
-        let n = g.len();
-        self.stream
-            .memcpy_htod(&vec![0u8; n], &mut g)
-            .map_err(drv("clearing the phase counters"))
+        self.dev.zero_global("rm_prof")
     }
 
     fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
-        if !kernels::profiling() {
+        if !program::profiling() {
             return Ok(None);
         }
-        let g = self
-            .module
-            .get_global("rm_prof", &self.stream)
-            .map_err(drv("finding the phase counters"))?;
-        let bytes = self
-            .stream
-            .clone_dtoh(&g)
-            .map_err(drv("reading the phase counters"))?;
-        let n = kernels::PROFILE_PHASES.len();
+        let Some(bytes) = self.dev.read_global("rm_prof")? else {
+            return Ok(None);
+        };
+        let n = program::PROFILE_PHASES.len();
         Ok(Some(
             bytes
                 .chunks_exact(8 * n)
@@ -661,35 +467,30 @@ impl Backend for Cuda {
     }
 
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
-        let (params, cfg, b) = self.load_batch(tasks, inner, None)?;
-        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, b.q_max as usize);
-        let bf = &mut self.bufs;
-        reserve(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;
-        reserve(&self.stream, &mut bf.eval_loss, 2 * n)?;
+        let l = self.load_batch(tasks, inner, None)?;
+        let (n, v, q_max) = (tasks.len(), self.dims.v as usize, l.batch.q_max as usize);
+        let (d, bf) = (&mut self.dev, &mut self.bufs);
+        bf.eval_logits.reserve(d, n * 2 * q_max * v)?;
+        bf.eval_loss.reserve(d, 2 * n)?;
         if self.poison {
-            fill_nan(&self.stream, &mut bf.eval_logits, n * 2 * q_max * v)?;
-            fill_nan(&self.stream, &mut bf.eval_loss, 2 * n)?;
+            bf.eval_logits.poison(d, n * 2 * q_max * v)?;
+            bf.eval_loss.poison(d, 2 * n)?;
         }
-        let mut l = self.stream.launch_builder(&self.k.task_forward);
-        l.arg(&params)
-            .arg(&self.theta)
-            .arg(&self.w_out_t)
-            .arg(&bf.ints)
-            .arg(&bf.descs)
-            .arg(&bf.floats)
-            .arg(&mut bf.ws)
-            .arg(&mut bf.eval_logits)
-            .arg(&mut bf.eval_loss);
-        // SAFETY: matches task_forward in task.cu; the outputs are sized above.
-        unsafe { l.launch(cfg) }.map_err(drv("launching task_forward"))?;
-        let logits = self
-            .stream
-            .clone_dtoh(&bf.eval_logits.slice(..n * 2 * q_max * v))
-            .map_err(drv("reading logits"))?;
-        let losses = self
-            .stream
-            .clone_dtoh(&bf.eval_loss.slice(..2 * n))
-            .map_err(drv("reading losses"))?;
+        let mut args = Args::new()
+            .val(&l.params)
+            .buf(d, &self.theta)
+            .buf(d, &self.w_out_t)
+            .buf(d, &bf.ints)
+            .buf(d, &bf.descs)
+            .buf(d, &bf.floats)
+            .buf(d, &bf.ws)
+            .buf(d, &bf.eval_logits)
+            .buf(d, &bf.eval_loss);
+        // SAFETY: task_forward(TaskParams, theta, w_out_t, ints, descs, floats, ws, logits,
+        // losses) in task.cu; the outputs are sized above.
+        unsafe { d.launch(Kernel::TaskForward, l.shape, &mut args.pointers())? };
+        let logits = bf.eval_logits.read(d, 0..n * 2 * q_max * v)?;
+        let losses = bf.eval_loss.read(d, 0..2 * n)?;
         Ok(pack::task_evals(tasks, &logits, &losses, q_max, v))
     }
 }

@@ -4,7 +4,7 @@
 //! and the per-task workspace layout sized for the largest task. Everything is integers in one
 //! `ints` array and floats in one `floats` array, so a batch is three host-to-device copies.
 
-use super::params::{Dims, SplitDesc, TaskDesc, WsLayout, NONE};
+use super::abi::{Dims, SplitDesc, TaskDesc, WsLayout, NONE};
 use crate::backend::Task;
 use crate::cpu::check_task;
 use crate::error::{Error, Result};

@@ -15,6 +15,8 @@ pub enum Needs {
     Nvrtc,
     /// A CUDA device and driver: `RECMAML_REQUIRE_CUDA`.
     Cuda,
+    /// A C++ compiler for the kernel emulator: `RECMAML_REQUIRE_EMU`.
+    Emu,
 }
 
 impl Needs {
@@ -24,6 +26,7 @@ impl Needs {
             Needs::Torch => "torch",
             Needs::Nvrtc => "nvrtc",
             Needs::Cuda => "cuda",
+            Needs::Emu => "emu",
         }
     }
 
@@ -33,6 +36,7 @@ impl Needs {
             Needs::Torch => "RECMAML_REQUIRE_TORCH",
             Needs::Nvrtc => "RECMAML_REQUIRE_NVRTC",
             Needs::Cuda => "RECMAML_REQUIRE_CUDA",
+            Needs::Emu => "RECMAML_REQUIRE_EMU",
         }
     }
 }

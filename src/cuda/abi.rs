@@ -1,4 +1,5 @@
-//! `#[repr(C)]` mirrors of the parameter structs in `kernels/common.cuh`. Both sides assert the
+//! The launch arguments: `#[repr(C)]` mirrors of the parameter structs in `kernels/common.cuh`
+//! (plain old data, so they are passed by value as bytes). Both sides assert the
 //! same sizes (`static_assert` there, `const` assertions here), so a field added on one side only
 //! fails the build or the kernel compile.
 
@@ -9,7 +10,7 @@ pub const NONE: u32 = u32::MAX;
 
 /// One split (support or query) of a task; see `SplitDesc` in `common.cuh`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SplitDesc {
     pub n_seqs: u32,
     pub n_steps: u32,
@@ -24,7 +25,7 @@ pub struct SplitDesc {
 
 /// One task; see `TaskDesc` in `common.cuh`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TaskDesc {
     pub support: SplitDesc,
     pub query: SplitDesc,
@@ -36,7 +37,7 @@ pub struct TaskDesc {
 
 /// Model sizes and tensor offsets; see `Dims` in `common.cuh`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Dims {
     pub v: u32,
     pub e: u32,
@@ -54,7 +55,7 @@ pub struct Dims {
 
 /// Per-task workspace layout (offsets in floats); see `WsLayout` in `common.cuh`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct WsLayout {
     pub stride: u64,
     pub gru: u32,
@@ -87,7 +88,7 @@ pub struct WsLayout {
 
 /// Arguments of `task_forward` / `task_backward`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TaskParams {
     pub d: Dims,
     pub ws: WsLayout,
@@ -103,7 +104,7 @@ pub struct TaskParams {
 
 /// Arguments of `meta_grad_forward`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ReduceParams {
     pub d: Dims,
     pub ws: WsLayout,
@@ -115,7 +116,7 @@ pub struct ReduceParams {
 
 /// Arguments of `clip_forward` / `adam_forward`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AdamParams {
     pub p: u32,
     pub n_partials: u32,
@@ -211,13 +212,6 @@ const _: () = assert!(std::mem::size_of::<WsLayout>() == 112);
 const _: () = assert!(std::mem::size_of::<TaskParams>() == 192);
 const _: () = assert!(std::mem::size_of::<ReduceParams>() == 176);
 const _: () = assert!(std::mem::size_of::<AdamParams>() == 40);
-
-// SAFETY: plain-old-data `#[repr(C)]` structs of integers and floats, laid out as their C mirrors.
-unsafe impl cudarc::driver::DeviceRepr for Dims {}
-unsafe impl cudarc::driver::DeviceRepr for TaskDesc {}
-unsafe impl cudarc::driver::DeviceRepr for TaskParams {}
-unsafe impl cudarc::driver::DeviceRepr for ReduceParams {}
-unsafe impl cudarc::driver::DeviceRepr for AdamParams {}
 
 impl Dims {
     /// From the model's layout.
