@@ -279,7 +279,8 @@ fn safetensors_round_trip_is_exact_and_keeps_metadata() {
         .unwrap_err()
         .to_string()
         .contains("gru.weight_hh_l0"));
-    assert!(f.meta("absent").is_err());
+    let msg = checkpoint_msg(f.meta("absent"), &path);
+    assert!(msg.contains("no metadata key `absent`"), "{msg}");
 }
 
 fn write_st(path: &Path, dtype: Dtype, shape: &[usize], bytes: &[u8]) {
@@ -402,12 +403,13 @@ fn atomic_write_replaces_and_leaves_no_temporary_files() {
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     std::fs::create_dir(sub.join("x.safetensors")).unwrap();
-    assert!(save_safetensors(
-        &sub.join("x.safetensors"),
-        &[("a", &[3], &a)],
-        &BTreeMap::new()
-    )
-    .is_err());
+    let target = sub.join("x.safetensors");
+    let e = save_safetensors(&target, &[("a", &[3], &a)], &BTreeMap::new()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if *path == target)
+            && e.to_string().contains(&target.display().to_string()),
+        "{e}"
+    );
     let names: Vec<_> = std::fs::read_dir(&sub)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -421,15 +423,39 @@ fn atomic_write_replaces_and_leaves_no_temporary_files() {
         &BTreeMap::new(),
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Shape(_)), "{e}");
-    let theta = vec![0f32; 3];
-    let e = save_params(
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Shape(_))
+            && msg.contains("bad.safetensors")
+            && msg.contains("tensor `a` has shape [2] but 3 values"),
+        "{msg}"
+    );
+    let e = save_safetensors(
         &dir.path().join("bad.safetensors"),
-        &ParamLayout::new(dims(5, 2, 2)),
-        &theta,
+        &[("a", &[3], &a), ("a", &[3], &a)],
         &BTreeMap::new(),
     );
-    assert!(matches!(e, Err(Error::Shape(_))));
+    let msg = checkpoint_msg(e, &dir.path().join("bad.safetensors"));
+    assert!(msg.contains("tensor `a` given twice"), "{msg}");
+    let theta = vec![0f32; 3];
+    let layout = ParamLayout::new(dims(5, 2, 2));
+    let e = save_params(
+        &dir.path().join("bad.safetensors"),
+        &layout,
+        &theta,
+        &BTreeMap::new(),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Shape(_))
+            && msg.contains("bad.safetensors")
+            && msg.contains(&format!(
+                "3 parameters given, the layout {:?} has {}",
+                layout.dims, layout.len
+            )),
+        "{msg}"
+    );
     assert!(!dir.path().join("bad.safetensors").exists());
 }
 
