@@ -243,7 +243,7 @@ impl Dropout {
 /// multipliers on the final hidden states, its gradient, and one step of `torch.optim.Adam`
 /// (betas 0.9/0.999, eps 1e-8) whose moments it keeps from step to step.
 ///
-/// The batch is cut into [`CHUNKS`] chunks of `ceil(B / CHUNKS)` pairs that run in parallel and
+/// The batch is cut into 8 chunks (`CHUNKS`) of `ceil(B / 8)` pairs that run in parallel and
 /// whose gradients and losses are summed in chunk order.
 pub struct Pretrainer<F> {
     layout: ParamLayout,
