@@ -912,30 +912,23 @@ pub fn markdown(rep: &MatrixReport) -> String {
     s
 }
 
-/// The three figures, PNG and SVG, under `out/plots/`.
-fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
-    let dir = out.join("plots");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let k = crate::data::read_episodes(Path::new(&rep.test_file), None)?.k;
-    crate::plot::weight_schemes(&dir.join("recency_weights"), k)?;
-    let series: Vec<crate::plot::Series> = rep
-        .rows
+/// The lines of the validation plot: one per row that has a validation curve (the MAML rows), in
+/// report order, with the points (iteration, validation few-shot Acc@1 averaged over seeds).
+pub fn val_curve_series(rep: &MatrixReport) -> Vec<crate::plot::Series> {
+    rep.rows
         .iter()
         .filter(|r| !r.val_curve.is_empty())
         .map(|r| crate::plot::Series {
             label: plot_label(r),
             points: r.val_curve.iter().map(|&(i, a)| (i as f64, a)).collect(),
         })
-        .collect();
-    if !series.is_empty() {
-        crate::plot::val_curves(
-            &dir.join("val_acc1"),
-            "Validation few-shot Acc@1 (mean over seeds)",
-            &series,
-        )?;
-    }
-    let rows: Vec<crate::plot::RowInterval> = rep
-        .rows
+        .collect()
+}
+
+/// The rows of the few-shot plot: every row in report order with its few-shot Acc@1 (mean over
+/// seeds and bootstrap interval over test episodes).
+pub fn few_shot_intervals(rep: &MatrixReport) -> Vec<crate::plot::RowInterval> {
+    rep.rows
         .iter()
         .map(|r| {
             let a = r.few_shot["acc@1"];
@@ -946,7 +939,24 @@ fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
                 hi: a.ci_high,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The three figures, PNG and SVG, under `out/plots/`.
+fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let k = crate::data::read_episodes(Path::new(&rep.test_file), None)?.k;
+    crate::plot::weight_schemes(&dir.join("recency_weights"), k)?;
+    let series = val_curve_series(rep);
+    if !series.is_empty() {
+        crate::plot::val_curves(
+            &dir.join("val_acc1"),
+            "Validation few-shot Acc@1 (mean over seeds)",
+            &series,
+        )?;
+    }
+    let rows = few_shot_intervals(rep);
     crate::plot::row_intervals(
         &dir.join("few_shot_acc1"),
         "Few-shot Acc@1 on the test episodes (95% bootstrap interval)",
