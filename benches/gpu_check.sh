@@ -5,7 +5,9 @@
 #                the benchmark's floor (skipped without PyTorch);
 #   gpu-vs-cpu   `recmaml gpu-check`: the CUDA backend against the CPU engine on random tasks
 #                (V 40/1519/10000, H 32/64/128, N 1/32/64, K up to 20, prefixes 1..50), outputs
-#                poisoned, same inputs -> same bytes;
+#                poisoned, same inputs -> same bytes; two meta-steps compared by each tensor's
+#                update and Adam's moments, the second with the clip scaling; pretraining by
+#                each tensor's change over 2 epochs (--update-tol, --pretrain-tol);
 #   fixtures     the PyTorch fixtures (tests/fixtures/torch) on the GPU: the torch_fixtures test
 #                binary's CUDA tests with RECMAML_REQUIRE_CUDA=1;
 #   memcheck, racecheck   compute-sanitizer over `gpu-check --small`;
@@ -60,7 +62,7 @@ while [ $# -gt 0 ]; do
     --variant) VARIANTS+=("$2"); shift 2 ;;
     --variant-train) VTRAIN=1; shift ;;
     --skip) SKIP=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

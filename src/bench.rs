@@ -208,6 +208,13 @@ pub fn generate_episodes(
 
 /// FLOPs of one meta-iteration, counting each prefix's GRU steps, the output layer, their
 /// backward passes (twice the forward), the SGD updates, the meta-gradient sum and Adam.
+///
+/// A multiply-add counts 2 FLOPs, so a GRU step costs `2·3H·(E + H)` for its two matrix products
+/// and the output layer `2·V·H`. The element-wise work has fixed allowances: 20 FLOPs per hidden
+/// unit per GRU step (gate sums, sigmoid, tanh, the blend), 5 per logit (softmax cross-entropy),
+/// 2 per parameter for an SGD step (multiply by the rate, subtract), 1 per parameter and task for
+/// the meta-gradient sum, and 12 per parameter for Adam. Embedding lookups cost nothing. Every
+/// prefix counts in full, as if no prefixes were shared.
 pub fn flops_per_iteration(tasks: &[Task], dims: ModelDims, inner_steps: usize) -> f64 {
     let (v, e, h) = (
         dims.n_items as f64,

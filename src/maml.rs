@@ -223,13 +223,51 @@ mod tests {
             assert!((a - b / s).abs() < 1e-15);
         }
         let err = Recency::Time { tau: 1.0 }.weights(3, None).unwrap_err();
-        assert!(err.to_string().contains("timestamps"), "{err}");
-        assert!(Recency::Time { tau: 0.0 }.weights(3, Some(&ts)).is_err());
-        assert!(Recency::Softmax {
-            temperature: f64::NAN
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`recency.weighting_scheme`") && msg.contains("support_label_ts"),
+            "{msg}"
+        );
+        let err = Recency::Time { tau: 1.0 }
+            .weights(3, Some(&ts[..2]))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Shape(_))
+                && err.to_string().contains("2 support timestamps for 3"),
+            "{err}"
+        );
+    }
+
+    /// A bad parameter is a configuration error naming its key and the value.
+    #[test]
+    fn bad_parameters_name_their_key() {
+        let cases = [
+            (Recency::Time { tau: 0.0 }, "`recency.tau`", "> 0, got 0"),
+            (
+                Recency::Softmax {
+                    temperature: f64::NAN,
+                },
+                "`recency.temperature`",
+                "got NaN",
+            ),
+            (
+                Recency::Exponential {
+                    lambda: f64::INFINITY,
+                },
+                "`recency.lambda`",
+                "a finite number, got inf",
+            ),
+        ];
+        for (scheme, key, what) in cases {
+            let err = scheme.weights(3, Some(&[0, 1, 2])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, Error::Config { .. }) && msg.contains(key) && msg.contains(what),
+                "{scheme:?}: {msg}"
+            );
         }
-        .weights(3, None)
-        .is_err());
+        let err = Recency::Equal.weights(0, None).unwrap_err().to_string();
+        assert!(err.contains("K >= 1"), "{err}");
     }
 
     #[test]

@@ -637,16 +637,67 @@ fn aggregate(
     }
 }
 
+/// Checks that every seed of `rows` and of `vanilla` was evaluated on the test episodes of
+/// vanilla's first seed, in the same order, with one zero- and one few-shot value per episode:
+/// the seed averages and the paired bootstrap match episodes by position.
+fn check_same_episodes(rows: &[&SeedResult], vanilla: &[&SeedResult]) -> Result<()> {
+    let reference = vanilla
+        .first()
+        .ok_or_else(|| Error::Other("no vanilla MAML seed to compare with".into()))?;
+    let ids = &reference.episode_ids;
+    for r in rows.iter().chain(vanilla) {
+        let n = r.episode_ids.len();
+        if r.zero_shot.len() != n || r.few_shot.len() != n {
+            return Err(Error::Other(format!(
+                "row {} seed {} has {} zero-shot and {} few-shot values for {n} test episodes; \
+                 delete its file under rows/ and rerun",
+                r.row,
+                r.seed,
+                r.zero_shot.len(),
+                r.few_shot.len()
+            )));
+        }
+        if r.episode_ids != *ids {
+            let detail = match r.episode_ids.iter().zip(ids).position(|(a, b)| a != b) {
+                Some(i) => format!(
+                    "episode id {} at position {i} where vanilla MAML seed {} has {}",
+                    r.episode_ids[i], reference.seed, ids[i]
+                ),
+                None => format!(
+                    "{n} episodes where vanilla MAML seed {} has {}",
+                    reference.seed,
+                    ids.len()
+                ),
+            };
+            return Err(Error::Other(format!(
+                "row {} seed {} was evaluated on different test episodes than vanilla MAML \
+                 ({detail}); delete its file under rows/ and rerun",
+                r.row, r.seed
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Seed-averaged few-shot value of each episode minus vanilla's, with a bootstrap interval
-/// (a paired bootstrap: both rows are resampled on the same episodes).
-fn paired_difference(per_seed: &[&SeedResult], vanilla: &[&SeedResult], metric: usize) -> Estimate {
+/// (a paired bootstrap: both rows are resampled on the same episodes). An error when any seed of
+/// either row was evaluated on other test episodes than vanilla's first seed.
+pub fn paired_difference(
+    per_seed: &[&SeedResult],
+    vanilla: &[&SeedResult],
+    metric: usize,
+) -> Result<Estimate> {
+    check_same_episodes(per_seed, vanilla)?;
+    if per_seed.is_empty() {
+        return Err(Error::Other("no seeds to compare with vanilla MAML".into()));
+    }
     let avg = |rs: &[&SeedResult], e: usize| {
         rs.iter().map(|r| r.few_shot[e][metric]).sum::<f64>() / rs.len() as f64
     };
     let diffs: Vec<f64> = (0..vanilla[0].few_shot.len())
         .map(|e| avg(per_seed, e) - avg(vanilla, e))
         .collect();
-    bootstrap_mean(&diffs, 7_000 + metric as u64)
+    Ok(bootstrap_mean(&diffs, 7_000 + metric as u64))
 }
 
 fn row_report(
@@ -654,15 +705,7 @@ fn row_report(
     per_seed: &[&SeedResult],
     vanilla: &[&SeedResult],
 ) -> Result<RowReport> {
-    for r in per_seed {
-        if r.episode_ids != vanilla[0].episode_ids {
-            return Err(Error::Other(format!(
-                "row {} seed {} was evaluated on different test episodes than vanilla MAML; \
-                 delete its file under rows/ and rerun",
-                row.name, r.seed
-            )));
-        }
-    }
+    check_same_episodes(per_seed, vanilla)?;
     let mut zero = BTreeMap::new();
     let mut few = BTreeMap::new();
     let mut diff = BTreeMap::new();
@@ -675,7 +718,7 @@ fn row_report(
             name.to_string(),
             aggregate(per_seed, |r| &r.few_shot, i, 200 + i as u64),
         );
-        diff.insert(name.to_string(), paired_difference(per_seed, vanilla, i));
+        diff.insert(name.to_string(), paired_difference(per_seed, vanilla, i)?);
     }
     // Mean validation curve over the seeds that share the same validation iterations.
     let its = &per_seed[0].val_iteration;
@@ -787,8 +830,9 @@ pub fn ablation_table(rep: &MatrixReport) -> String {
     s
 }
 
-/// A verdict on "row beats vanilla MAML in few-shot Acc@1" from the paired interval.
-fn verdict(rep: &MatrixReport, name: &str) -> Option<String> {
+/// A verdict on "row beats vanilla MAML in few-shot Acc@1" from the paired interval: better or
+/// worse only when the interval excludes 0.
+pub fn verdict(rep: &MatrixReport, name: &str) -> Option<String> {
     let r = rep.rows.iter().find(|r| r.name == name)?;
     let d = r.few_shot_vs_vanilla["acc@1"];
     let word = if d.ci_low > 0.0 {
@@ -868,30 +912,23 @@ pub fn markdown(rep: &MatrixReport) -> String {
     s
 }
 
-/// The three figures, PNG and SVG, under `out/plots/`.
-fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
-    let dir = out.join("plots");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let k = crate::data::read_episodes(Path::new(&rep.test_file), None)?.k;
-    crate::plot::weight_schemes(&dir.join("recency_weights"), k)?;
-    let series: Vec<crate::plot::Series> = rep
-        .rows
+/// The lines of the validation plot: one per row that has a validation curve (the MAML rows), in
+/// report order, with the points (iteration, validation few-shot Acc@1 averaged over seeds).
+pub fn val_curve_series(rep: &MatrixReport) -> Vec<crate::plot::Series> {
+    rep.rows
         .iter()
         .filter(|r| !r.val_curve.is_empty())
         .map(|r| crate::plot::Series {
             label: plot_label(r),
             points: r.val_curve.iter().map(|&(i, a)| (i as f64, a)).collect(),
         })
-        .collect();
-    if !series.is_empty() {
-        crate::plot::val_curves(
-            &dir.join("val_acc1"),
-            "Validation few-shot Acc@1 (mean over seeds)",
-            &series,
-        )?;
-    }
-    let rows: Vec<crate::plot::RowInterval> = rep
-        .rows
+        .collect()
+}
+
+/// The rows of the few-shot plot: every row in report order with its few-shot Acc@1 (mean over
+/// seeds and bootstrap interval over test episodes).
+pub fn few_shot_intervals(rep: &MatrixReport) -> Vec<crate::plot::RowInterval> {
+    rep.rows
         .iter()
         .map(|r| {
             let a = r.few_shot["acc@1"];
@@ -902,7 +939,24 @@ fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
                 hi: a.ci_high,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The three figures, PNG and SVG, under `out/plots/`.
+fn write_plots(rep: &MatrixReport, out: &Path) -> Result<()> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let k = crate::data::read_episodes(Path::new(&rep.test_file), None)?.k;
+    crate::plot::weight_schemes(&dir.join("recency_weights"), k)?;
+    let series = val_curve_series(rep);
+    if !series.is_empty() {
+        crate::plot::val_curves(
+            &dir.join("val_acc1"),
+            "Validation few-shot Acc@1 (mean over seeds)",
+            &series,
+        )?;
+    }
+    let rows = few_shot_intervals(rep);
     crate::plot::row_intervals(
         &dir.join("few_shot_acc1"),
         "Few-shot Acc@1 on the test episodes (95% bootstrap interval)",

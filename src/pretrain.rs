@@ -8,7 +8,7 @@
 //! over the batch. The batch is cut into a fixed number of chunks that run in parallel and whose
 //! gradients are summed in chunk order, so a run gives the same bytes on any number of threads.
 
-use crate::backend::{AdamState, InnerLoop};
+use crate::backend::InnerLoop;
 use crate::checkpoint;
 use crate::config::Config;
 use crate::cpu::forest::SeqForest;
@@ -16,7 +16,7 @@ use crate::cpu::ops::{
     embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
     gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
 };
-use crate::cpu::{kernels::transpose, Cpu};
+use crate::cpu::{kernels::transpose, Cpu, Float};
 use crate::data::{self, PairSet};
 use crate::error::{Error, Result};
 use crate::eval::{self, MetricSet};
@@ -36,41 +36,41 @@ const CHUNKS: usize = 8;
 
 /// Buffers of one chunk's forward and backward, reused from batch to batch.
 #[derive(Default)]
-struct ChunkWs {
+struct ChunkWs<F> {
     flat: Vec<u32>,
     offsets: Vec<usize>,
     forest: SeqForest,
-    x: Vec<f32>,
-    cache: GruCache<f32>,
-    hlast: Vec<f32>,
-    mask: Vec<f32>,
-    hdrop: Vec<f32>,
-    logits: Vec<f32>,
-    lse: Vec<f32>,
-    losses: Vec<f32>,
-    coef: Vec<f32>,
-    weights: Vec<f32>,
-    dlogits: Vec<f32>,
-    dh: Vec<f32>,
-    dx: Vec<f32>,
-    grad: Vec<f32>,
+    x: Vec<F>,
+    cache: GruCache<F>,
+    hlast: Vec<F>,
+    hdrop: Vec<F>,
+    logits: Vec<F>,
+    lse: Vec<F>,
+    losses: Vec<F>,
+    coef: Vec<F>,
+    weights: Vec<F>,
+    dlogits: Vec<F>,
+    dh: Vec<F>,
+    dx: Vec<F>,
+    grad: Vec<F>,
     loss: f64,
 }
 
 /// The model being trained: θ with `output.weight` transposed once per step.
-struct Global<'a> {
+struct Global<'a, F> {
     layout: &'a ParamLayout,
-    theta: &'a [f32],
-    out_wt: &'a [f32],
+    theta: &'a [F],
+    out_wt: &'a [F],
 }
 
 /// Writes the last `cap` items of each sequence into `ws.flat`/`ws.offsets` and builds the forest
 /// over global item ids (`forest.uniq` are then rows of the full embedding table).
-fn load_chunk(ws: &mut ChunkWs, prefixes: &[&[u32]], cap: usize) {
+fn load_chunk<F, P: AsRef<[u32]>>(ws: &mut ChunkWs<F>, prefixes: &[P], cap: usize) {
     ws.flat.clear();
     ws.offsets.clear();
     ws.offsets.push(0);
     for p in prefixes {
+        let p = p.as_ref();
         ws.flat.extend_from_slice(&p[p.len().saturating_sub(cap)..]);
         ws.offsets.push(ws.flat.len());
     }
@@ -78,23 +78,23 @@ fn load_chunk(ws: &mut ChunkWs, prefixes: &[&[u32]], cap: usize) {
 }
 
 /// Hidden states at each sequence's last item for the loaded chunk, `[B, H]` in `ws.hlast`.
-fn hidden(ws: &mut ChunkWs, g: &Global) {
+fn hidden<F: Float>(ws: &mut ChunkWs<F>, g: &Global<F>) {
     let d = g.layout.dims;
     let (e, h) = (d.embed_dim, d.hidden_dim);
     let (u, b) = (ws.forest.uniq.len(), ws.forest.n_seqs());
-    ws.x.resize(u * e, 0.0);
+    ws.x.resize(u * e, F::ZERO);
     embedding_forward(
         &mut ws.x,
         &g.theta[g.layout.embedding()],
         &ws.forest.uniq,
         e,
     );
-    ws.hlast.resize(b * h, 0.0);
+    ws.hlast.resize(b * h, F::ZERO);
     let gru = gru_split(&g.theta[g.layout.w_ih().start..g.layout.b_hh().end], e, h);
     gru_forward(&mut ws.hlast, &mut ws.cache, gru, &ws.x, &ws.forest, e, h);
 }
 
-fn output_weights<'a>(g: &'a Global) -> OutputWeights<'a, f32> {
+fn output_weights<'a, F>(g: &'a Global<F>) -> OutputWeights<'a, F> {
     OutputWeights {
         w: &g.theta[g.layout.out_w()],
         wt: g.out_wt,
@@ -106,14 +106,20 @@ fn output_weights<'a>(g: &'a Global) -> OutputWeights<'a, f32> {
 
 /// `Σ_s weight · CE_s` over the loaded chunk (logits, lse and losses kept in `ws`), from the
 /// final hidden states with dropout (`ws.hdrop`) or without (`ws.hlast`).
-fn chunk_loss(ws: &mut ChunkWs, g: &Global, labels: &[u32], weight: f32, dropped: bool) -> f32 {
+fn chunk_loss<F: Float>(
+    ws: &mut ChunkWs<F>,
+    g: &Global<F>,
+    labels: &[u32],
+    weight: F,
+    dropped: bool,
+) -> F {
     let (v, h) = (g.layout.dims.n_items, g.layout.dims.hidden_dim);
     let b = labels.len();
     ws.weights.clear();
     ws.weights.resize(b, weight);
-    ws.logits.resize(b * v, 0.0);
-    ws.lse.resize(b, 0.0);
-    ws.losses.resize(b, 0.0);
+    ws.logits.resize(b * v, F::ZERO);
+    ws.lse.resize(b, F::ZERO);
+    ws.losses.resize(b, F::ZERO);
     output_ce_forward(
         &mut ws.logits,
         &mut ws.lse,
@@ -128,15 +134,17 @@ fn chunk_loss(ws: &mut ChunkWs, g: &Global, labels: &[u32], weight: f32, dropped
     )
 }
 
-/// Loss (`Σ_s scale · CE_s`, with dropout `mask` on the final hidden state) and its gradient,
-/// assigned into `ws.grad [P]`, for one chunk.
-fn chunk_grad(
-    ws: &mut ChunkWs,
-    g: &Global,
+/// Loss (`Σ_s scale · CE_s`, with the dropout multipliers `mask [B, H]` on the final hidden
+/// states) and its gradient, assigned into `ws.grad [P]`, for one chunk.
+#[allow(clippy::too_many_arguments)]
+fn chunk_grad<F: Float, P: AsRef<[u32]>>(
+    ws: &mut ChunkWs<F>,
+    g: &Global<F>,
     labels: &[u32],
-    scale: f32,
+    mask: &[F],
+    scale: F,
     cap: usize,
-    pref: &[&[u32]],
+    pref: &[P],
 ) {
     let d = g.layout.dims;
     let (v, e, h) = (d.n_items, d.embed_dim, d.hidden_dim);
@@ -145,18 +153,18 @@ fn chunk_grad(
     let b = labels.len();
     ws.hdrop.clear();
     ws.hdrop
-        .extend(ws.hlast.iter().zip(&ws.mask).map(|(&x, &m)| x * m));
-    ws.loss = chunk_loss(ws, g, labels, scale, true) as f64;
+        .extend(ws.hlast.iter().zip(mask).map(|(&x, &m)| x * m));
+    ws.loss = chunk_loss(ws, g, labels, scale, true).to_f64();
     let ow = output_weights(g);
     ws.grad.clear();
-    ws.grad.resize(g.layout.len, 0.0);
+    ws.grad.resize(g.layout.len, F::ZERO);
     let l = g.layout;
     let (rest, out_b) = ws.grad.split_at_mut(l.out_b().start);
     let (rest, out_w) = rest.split_at_mut(l.out_w().start);
     let (emb, gru) = rest.split_at_mut(l.w_ih().start);
     debug_assert_eq!(gru.len(), gru_block_len(e, h));
-    ws.dlogits.resize(b * v, 0.0);
-    ws.dh.resize(b * h, 0.0);
+    ws.dlogits.resize(b * v, F::ZERO);
+    ws.dh.resize(b * h, F::ZERO);
     output_ce_backward(
         &mut ws.dlogits,
         &mut ws.dh,
@@ -172,10 +180,10 @@ fn chunk_grad(
         v,
         h,
     );
-    for (dh, &m) in ws.dh.iter_mut().zip(&ws.mask) {
+    for (dh, &m) in ws.dh.iter_mut().zip(mask) {
         *dh *= m;
     }
-    ws.dx.resize(ws.forest.uniq.len() * e, 0.0);
+    ws.dx.resize(ws.forest.uniq.len() * e, F::ZERO);
     let w = gru_split(&g.theta[l.w_ih().start..l.b_hh().end], e, h);
     gru_backward(
         &mut ws.dx,
@@ -189,6 +197,205 @@ fn chunk_grad(
         h,
     );
     embedding_backward(emb, &ws.dx, &ws.forest.uniq, Some(0), e);
+}
+
+/// Dropout on the final hidden state, inverted as in `nn.Dropout` during training: each element
+/// is kept with probability `1 − p` and then multiplied by `1 / (1 − p)`, or zeroed. A step takes
+/// the multipliers, `[B, H]`; a run draws them from its RNG ([`Dropout::draw`]), a check can
+/// give its own keep pattern ([`Dropout::multipliers`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// The probability `p` that an element is zeroed (`pretrain.dropout`, in [0, 1)).
+    pub p: f64,
+}
+
+impl Dropout {
+    /// The multiplier of an element that is kept (`1 / (1 − p)`) or dropped (0).
+    pub fn multiplier<F: Float>(self, kept: bool) -> F {
+        if kept {
+            F::from_f64(1.0 / (1.0 - self.p))
+        } else {
+            F::ZERO
+        }
+    }
+
+    /// The multipliers of the keep pattern `kept`, assigned into `out`.
+    pub fn multipliers<F: Float>(self, kept: &[bool], out: &mut Vec<F>) {
+        out.clear();
+        out.extend(kept.iter().map(|&k| self.multiplier::<F>(k)));
+    }
+
+    /// `n` multipliers drawn from `rng`, assigned into `out`: each element is kept when its
+    /// `rng.next_f64()` is below `1 − p`. With `p` 0 every multiplier is 1 and nothing is drawn.
+    pub fn draw<F: Float>(self, rng: &mut Rng, n: usize, out: &mut Vec<F>) {
+        out.clear();
+        if self.p == 0.0 {
+            out.resize(n, F::ONE);
+            return;
+        }
+        let keep = 1.0 - self.p;
+        out.extend((0..n).map(|_| self.multiplier::<F>(rng.next_f64() < keep)));
+    }
+}
+
+/// The CPU's pretraining step, generic over the float type (`f32` in [`fit`], `f64` for checks
+/// against finite differences): the mean next-item CE over a batch of pairs with given dropout
+/// multipliers on the final hidden states, its gradient, and one step of `torch.optim.Adam`
+/// (betas 0.9/0.999, eps 1e-8) whose moments it keeps from step to step.
+///
+/// The batch is cut into 8 chunks (`CHUNKS`) of `ceil(B / 8)` pairs that run in parallel and
+/// whose gradients and losses are summed in chunk order.
+pub struct Pretrainer<F> {
+    layout: ParamLayout,
+    cap: usize,
+    adam: Adam<F>,
+    step: u64,
+    m: Vec<F>,
+    v: Vec<F>,
+    grad: Vec<F>,
+    out_wt: Vec<F>,
+    chunks: Vec<ChunkWs<F>>,
+}
+
+impl<F: Float> Pretrainer<F> {
+    /// A fresh state (Adam at step 0) for a model of `layout`, Adam's learning rate `lr` and
+    /// prefixes cut to their last `max_prefix_len` items.
+    pub fn new(layout: &ParamLayout, lr: f64, max_prefix_len: usize) -> Self {
+        let (p, v, h) = (layout.len, layout.dims.n_items, layout.dims.hidden_dim);
+        Pretrainer {
+            layout: layout.clone(),
+            cap: max_prefix_len,
+            adam: Adam {
+                lr: F::from_f64(lr),
+                beta1: F::from_f64(0.9),
+                beta2: F::from_f64(0.999),
+                eps: F::from_f64(1e-8),
+            },
+            step: 0,
+            m: vec![F::ZERO; p],
+            v: vec![F::ZERO; p],
+            grad: vec![F::ZERO; p],
+            out_wt: vec![F::ZERO; v * h],
+            chunks: (0..CHUNKS).map(|_| ChunkWs::default()).collect(),
+        }
+    }
+
+    /// Adam steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The gradient of the last [`Pretrainer::loss_grad`] or [`Pretrainer::step`], `[P]`.
+    pub fn grad(&self) -> &[F] {
+        &self.grad
+    }
+
+    /// The batch's mean CE at `theta` with the dropout multipliers `mask [B, H]` (row `s` for
+    /// pair `s`) applied to the final hidden states, and its gradient, assigned into
+    /// [`Pretrainer::grad`]. `theta` is unchanged.
+    pub fn loss_grad<P: AsRef<[u32]> + Sync>(
+        &mut self,
+        theta: &[F],
+        prefixes: &[P],
+        labels: &[u32],
+        mask: &[F],
+    ) -> Result<f64> {
+        self.check(theta, prefixes, labels, mask)?;
+        let layout = &self.layout;
+        let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
+        transpose(&mut self.out_wt, &theta[layout.out_w()], v, h);
+        let b = labels.len();
+        let scale = F::ONE / F::from_f64(b as f64);
+        let per = b.div_ceil(CHUNKS);
+        let used = b.div_ceil(per);
+        let g = Global {
+            layout,
+            theta,
+            out_wt: &self.out_wt,
+        };
+        let cap = self.cap;
+        self.chunks[..used]
+            .par_iter_mut()
+            .zip(prefixes.par_chunks(per))
+            .zip(labels.par_chunks(per))
+            .zip(mask.par_chunks(per * h))
+            .for_each(|(((ws, pref), labels), mask)| {
+                chunk_grad(ws, &g, labels, mask, scale, cap, pref);
+            });
+        self.grad.copy_from_slice(&self.chunks[0].grad);
+        for ws in &self.chunks[1..used] {
+            for (a, &b) in self.grad.iter_mut().zip(&ws.grad) {
+                *a += b;
+            }
+        }
+        Ok(self.chunks[..used].iter().map(|w| w.loss).sum())
+    }
+
+    /// [`Pretrainer::loss_grad`], then, when the loss is finite, one Adam step on `theta` with
+    /// that gradient. Returns the loss.
+    pub fn step<P: AsRef<[u32]> + Sync>(
+        &mut self,
+        theta: &mut [F],
+        prefixes: &[P],
+        labels: &[u32],
+        mask: &[F],
+    ) -> Result<f64> {
+        let loss = self.loss_grad(theta, prefixes, labels, mask)?;
+        if loss.is_finite() {
+            self.step += 1;
+            adam_step(
+                theta,
+                &self.grad,
+                &mut self.m,
+                &mut self.v,
+                self.step,
+                &self.adam,
+            );
+        }
+        Ok(loss)
+    }
+
+    /// An error unless the batch fits the model: one label and one non-empty prefix per pair,
+    /// ids in `0..V`, `B · H` multipliers and `P` weights.
+    fn check<P: AsRef<[u32]>>(
+        &self,
+        theta: &[F],
+        prefixes: &[P],
+        labels: &[u32],
+        mask: &[F],
+    ) -> Result<()> {
+        let d = self.layout.dims;
+        let b = labels.len();
+        let bad = if theta.len() != self.layout.len {
+            Some(format!(
+                "{} weights, the model has {}",
+                theta.len(),
+                self.layout.len
+            ))
+        } else if b == 0 || prefixes.len() != b {
+            Some(format!("{} prefixes and {b} labels", prefixes.len()))
+        } else if mask.len() != b * d.hidden_dim {
+            Some(format!(
+                "{} dropout multipliers for {b} pairs of hidden size {}",
+                mask.len(),
+                d.hidden_dim
+            ))
+        } else if prefixes.iter().any(|p| p.as_ref().is_empty()) {
+            Some("an empty prefix".into())
+        } else if labels
+            .iter()
+            .chain(prefixes.iter().flat_map(|p| p.as_ref()))
+            .any(|&id| id as usize >= d.n_items)
+        {
+            Some(format!("an item id outside 0..{}", d.n_items))
+        } else {
+            None
+        };
+        match bad {
+            Some(what) => Err(Error::Shape(format!("pretraining batch: {what}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The pretraining run's settings, from `[pretrain]`.
@@ -242,8 +449,9 @@ fn check_pairs(layout: &ParamLayout, pairs: &PairSet) -> Result<()> {
 }
 
 /// The training loop shared by both backends: each epoch shuffles the pairs with the run's seed,
-/// cuts them into batches, draws each batch's dropout multipliers (`[batch, H]`, in batch order)
-/// and calls `step(batch, mask)`, which takes one Adam step and returns the batch's mean loss.
+/// cuts them into batches, draws each batch's dropout multipliers from the same RNG
+/// ([`Dropout::draw`], `[batch, H]` in batch order) and calls `step(batch, mask)`, which takes one
+/// Adam step and returns the batch's mean loss.
 fn fit_with(
     pairs: &PairSet,
     s: &PretrainSettings,
@@ -254,7 +462,7 @@ fn fit_with(
     let n = pairs.labels.len();
     let steps_per_epoch = n.div_ceil(s.batch_size);
     let mut rng = Rng::new(s.seed ^ 0x5052_4554_5241_494e); // "PRETRAIN"
-    let keep = 1.0 - s.dropout;
+    let dropout = Dropout { p: s.dropout };
     let mut order: Vec<usize> = (0..n).collect();
     let mut mask = Vec::new();
     let mut logs = Vec::new();
@@ -269,16 +477,7 @@ fn fit_with(
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         for (bi, batch) in order.chunks(s.batch_size).enumerate() {
-            mask.clear();
-            mask.extend((0..batch.len() * h).map(|_| {
-                if s.dropout == 0.0 {
-                    1.0
-                } else if rng.next_f64() < keep {
-                    (1.0 / keep) as f32
-                } else {
-                    0.0
-                }
-            }));
+            dropout.draw(&mut rng, batch.len() * h, &mut mask);
             let loss = step(batch, &mask)?;
             if !loss.is_finite() {
                 return Err(Error::Other(format!(
@@ -304,8 +503,8 @@ fn fit_with(
     Ok(logs)
 }
 
-/// Trains the global model on `pairs` from `theta` (flat layout) in place on the CPU; returns the
-/// per-epoch mean train loss.
+/// Trains the global model on `pairs` from `theta` (flat layout) in place on the CPU, one
+/// [`Pretrainer::step`] per batch; returns the per-epoch mean train loss.
 pub fn fit(
     layout: &ParamLayout,
     theta: &mut [f32],
@@ -314,51 +513,14 @@ pub fn fit(
     quiet: bool,
 ) -> Result<Vec<EpochLog>> {
     check_pairs(layout, pairs)?;
-    let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
-    let adam = Adam::<f32> {
-        lr: s.lr as f32,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-    };
-    let mut state = AdamState::zeros(layout.len);
-    let mut grad = vec![0.0f32; layout.len];
-    let mut out_wt = vec![0.0f32; v * h];
-    let mut chunks: Vec<ChunkWs> = (0..CHUNKS).map(|_| ChunkWs::default()).collect();
-    fit_with(pairs, s, h, quiet, |batch, mask| {
-        transpose(&mut out_wt, &theta[layout.out_w()], v, h);
-        let scale = 1.0 / batch.len() as f32;
-        let per = batch.len().div_ceil(CHUNKS);
-        for (ws, m) in chunks.iter_mut().zip(mask.chunks(per * h)) {
-            ws.mask.clear();
-            ws.mask.extend_from_slice(m);
-        }
-        let g = Global {
-            layout,
-            theta,
-            out_wt: &out_wt,
-        };
-        let used = batch.chunks(per).count();
-        chunks[..used]
-            .par_iter_mut()
-            .zip(batch.par_chunks(per))
-            .for_each(|(ws, idx)| {
-                let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
-                let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
-                chunk_grad(ws, &g, &labels, scale, s.max_prefix_len, &pref);
-            });
-        grad.copy_from_slice(&chunks[0].grad);
-        for ws in &chunks[1..used] {
-            for (a, &b) in grad.iter_mut().zip(&ws.grad) {
-                *a += b;
-            }
-        }
-        let loss: f64 = chunks[..used].iter().map(|w| w.loss).sum();
-        if loss.is_finite() {
-            state.step += 1;
-            adam_step(theta, &grad, &mut state.m, &mut state.v, state.step, &adam);
-        }
-        Ok(loss)
+    let mut trainer = Pretrainer::<f32>::new(layout, s.lr, s.max_prefix_len);
+    let (mut prefixes, mut labels) = (Vec::new(), Vec::new());
+    fit_with(pairs, s, layout.dims.hidden_dim, quiet, |batch, mask| {
+        prefixes.clear();
+        prefixes.extend(batch.iter().map(|&i| &pairs.prefixes[i][..]));
+        labels.clear();
+        labels.extend(batch.iter().map(|&i| pairs.labels[i]));
+        trainer.step(theta, &prefixes, &labels, mask)
     })
 }
 
@@ -481,7 +643,7 @@ pub fn mean_loss(layout: &ParamLayout, theta: &[f32], pairs: &PairSet, cap: usiz
     let idx: Vec<usize> = (0..pairs.labels.len()).collect();
     let sums: Vec<f64> = idx
         .par_chunks(256)
-        .map_init(ChunkWs::default, |ws, idx| {
+        .map_init(ChunkWs::<f32>::default, |ws, idx| {
             let pref: Vec<&[u32]> = idx.iter().map(|&i| &pairs.prefixes[i][..]).collect();
             let labels: Vec<u32> = idx.iter().map(|&i| pairs.labels[i]).collect();
             load_chunk(ws, &pref, cap);

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 fn pth_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch-pth")
 }
@@ -72,64 +74,119 @@ fn pth_fixtures_load_with_expected_names_shapes_and_values() {
     }
 }
 
-/// Individual elements against the raw storages as Python's `zipfile` + `struct.unpack('<f')`
-/// read them (printed with `repr`, which round-trips the float32 exactly through float64).
+/// Tensor elements of the `.pth` fixtures (file, tensor, row-major index, value) as
+/// `tests/fixtures/torch-pth/element_values.py` prints them: it reads each one both through
+/// Python's `zipfile` + a restricted `pickle.Unpickler` + `struct.unpack('<f')` (no torch) and
+/// through `torch.load`, checks that the two agree, and prints the float32 widened to float64 with
+/// `repr` (which round-trips it exactly). Reproduce with
+/// `python3 tests/fixtures/torch-pth/element_values.py`; `pth_element_script_prints_these_values`
+/// runs it when a Python with torch is available.
+const PTH_ELEMENTS: [(&str, &str, usize, f64); 8] = [
+    (
+        "seed_hidden64_output.pth",
+        "embedding.weight",
+        0,
+        0.2211131453514099,
+    ),
+    (
+        "seed_hidden64_output.pth",
+        "embedding.weight",
+        65,
+        0.1270965337753296,
+    ),
+    (
+        "seed_hidden64_output.pth",
+        "embedding.weight",
+        6399,
+        -0.028258783742785454,
+    ),
+    (
+        "seed_hidden64_output.pth",
+        "output.bias",
+        0,
+        -0.13596728444099426,
+    ),
+    (
+        "seed_hidden64_output.pth",
+        "output.bias",
+        99,
+        -0.18345946073532104,
+    ),
+    (
+        "upstream_hidden128_fc.pth",
+        "gru.weight_hh_l0",
+        0,
+        0.22296062111854553,
+    ),
+    (
+        "upstream_hidden128_fc.pth",
+        "gru.weight_hh_l0",
+        49151,
+        0.21160906553268433,
+    ),
+    (
+        "upstream_hidden128_fc.pth",
+        "fc.weight",
+        12799,
+        -0.5977197885513306,
+    ),
+];
+
 #[test]
 fn pth_values_match_an_independent_reader() {
-    let cases: [(&str, &str, usize, f64); 8] = [
-        (
-            "seed_hidden64_output.pth",
-            "embedding.weight",
-            0,
-            0.2211131453514099,
-        ),
-        (
-            "seed_hidden64_output.pth",
-            "embedding.weight",
-            65,
-            0.1270965337753296,
-        ),
-        (
-            "seed_hidden64_output.pth",
-            "embedding.weight",
-            6399,
-            -0.028258783742785454,
-        ),
-        (
-            "seed_hidden64_output.pth",
-            "output.bias",
-            0,
-            -0.13596728444099426,
-        ),
-        (
-            "seed_hidden64_output.pth",
-            "output.bias",
-            99,
-            -0.18345946073532104,
-        ),
-        (
-            "upstream_hidden128_fc.pth",
-            "gru.weight_hh_l0",
-            0,
-            0.22296062111854553,
-        ),
-        (
-            "upstream_hidden128_fc.pth",
-            "gru.weight_hh_l0",
-            49151,
-            0.21160906553268433,
-        ),
-        (
-            "upstream_hidden128_fc.pth",
-            "fc.weight",
-            12799,
-            -0.5977197885513306,
-        ),
-    ];
-    for (file, name, i, want) in cases {
+    for (file, name, i, want) in PTH_ELEMENTS {
         let sd = load_state_dict(&pth_dir().join(file)).unwrap();
         assert_eq!(sd.tensors[name].values[i], want, "{file} {name}[{i}]");
     }
+}
+
+/// The Python that has torch (`$RECMAML_PYTHON`, else `python3`), or why there is none.
+fn python_with_torch() -> Result<String, String> {
+    let py = std::env::var("RECMAML_PYTHON").unwrap_or_else(|_| "python3".into());
+    match std::process::Command::new(&py)
+        .args(["-c", "import torch"])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(py),
+        Ok(o) => Err(format!(
+            "torch not importable with {py} ({})",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+        Err(e) => Err(format!("cannot run {py} ({e})")),
+    }
+}
+
+/// The literals of [`PTH_ELEMENTS`] are exactly what the script prints, line by line.
+#[test]
+fn pth_element_script_prints_these_values() {
+    let py = match python_with_torch() {
+        Ok(py) => py,
+        Err(why) => {
+            return common::skip(
+                common::Needs::Torch,
+                &format!("{why}; set RECMAML_PYTHON to a Python with torch"),
+            )
+        }
+    };
+    let out = std::process::Command::new(&py)
+        .arg(pth_dir().join("element_values.py"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "element_values.py failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = PTH_ELEMENTS
+        .iter()
+        .map(|(file, name, i, v)| format!("{file} {name}[{i}] = {v:?}"))
+        .collect();
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want);
 }
 
 #[test]
@@ -279,7 +336,8 @@ fn safetensors_round_trip_is_exact_and_keeps_metadata() {
         .unwrap_err()
         .to_string()
         .contains("gru.weight_hh_l0"));
-    assert!(f.meta("absent").is_err());
+    let msg = checkpoint_msg(f.meta("absent"), &path);
+    assert!(msg.contains("no metadata key `absent`"), "{msg}");
 }
 
 fn write_st(path: &Path, dtype: Dtype, shape: &[usize], bytes: &[u8]) {
@@ -402,12 +460,13 @@ fn atomic_write_replaces_and_leaves_no_temporary_files() {
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     std::fs::create_dir(sub.join("x.safetensors")).unwrap();
-    assert!(save_safetensors(
-        &sub.join("x.safetensors"),
-        &[("a", &[3], &a)],
-        &BTreeMap::new()
-    )
-    .is_err());
+    let target = sub.join("x.safetensors");
+    let e = save_safetensors(&target, &[("a", &[3], &a)], &BTreeMap::new()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if *path == target)
+            && e.to_string().contains(&target.display().to_string()),
+        "{e}"
+    );
     let names: Vec<_> = std::fs::read_dir(&sub)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -421,15 +480,39 @@ fn atomic_write_replaces_and_leaves_no_temporary_files() {
         &BTreeMap::new(),
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Shape(_)), "{e}");
-    let theta = vec![0f32; 3];
-    let e = save_params(
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Shape(_))
+            && msg.contains("bad.safetensors")
+            && msg.contains("tensor `a` has shape [2] but 3 values"),
+        "{msg}"
+    );
+    let e = save_safetensors(
         &dir.path().join("bad.safetensors"),
-        &ParamLayout::new(dims(5, 2, 2)),
-        &theta,
+        &[("a", &[3], &a), ("a", &[3], &a)],
         &BTreeMap::new(),
     );
-    assert!(matches!(e, Err(Error::Shape(_))));
+    let msg = checkpoint_msg(e, &dir.path().join("bad.safetensors"));
+    assert!(msg.contains("tensor `a` given twice"), "{msg}");
+    let theta = vec![0f32; 3];
+    let layout = ParamLayout::new(dims(5, 2, 2));
+    let e = save_params(
+        &dir.path().join("bad.safetensors"),
+        &layout,
+        &theta,
+        &BTreeMap::new(),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Shape(_))
+            && msg.contains("bad.safetensors")
+            && msg.contains(&format!(
+                "3 parameters given, the layout {:?} has {}",
+                layout.dims, layout.len
+            )),
+        "{msg}"
+    );
     assert!(!dir.path().join("bad.safetensors").exists());
 }
 

@@ -220,6 +220,18 @@ impl Engine {
         }
     }
 
+    /// θ and the Adam state.
+    pub fn state(&self) -> super::check::State {
+        super::check::State {
+            theta: self.theta.clone(),
+            adam: crate::backend::AdamState {
+                step: self.step,
+                m: self.m.clone(),
+                v: self.v.clone(),
+            },
+        }
+    }
+
     fn nan(n: usize) -> Vec<f32> {
         vec![f32::from_bits(u32::MAX); n.max(1)]
     }
@@ -441,7 +453,10 @@ mod tests {
     use crate::backend::Backend;
     use crate::bench::generate_episodes;
     use crate::cpu::Cpu;
-    use crate::cuda::check::{cpu_adapted, linear_weights, pretraining_case, rel_diff};
+    use crate::cuda::check::{
+        clip_schedule, cpu_adapted, linear_weights, norm, part, pretraining_case, rel_diff,
+        rel_scalar, same_bits, step_rows, update_diff, State, StepTols, PRETRAIN_TOL, UPDATE_TOL,
+    };
     use crate::model::{init_params, ModelDims};
 
     /// The emulated kernels for `block` threads, or `None` (printed) without a C++ compiler,
@@ -462,9 +477,11 @@ mod tests {
     }
 
     /// Everything `recmaml gpu-check` compares, on the emulated kernels against the CPU engine:
-    /// the meta-gradient and meta-loss, the first and last task's adapted weights, θ after two
-    /// meta-steps (clip + Adam), the zero- and few-shot logits; each tensor within 1e-4
-    /// relative (L2), unwritten elements (NaN-poisoned) failing.
+    /// the meta-gradient and meta-loss, the first and last task's adapted weights, two
+    /// meta-steps (clip + Adam; the second with the clip scaling, [`clip_schedule`]) by
+    /// [`step_rows`], the zero- and few-shot logits; each tensor within 1e-4 relative (L2),
+    /// each update within [`UPDATE_TOL`] of the CPU's, unwritten elements (NaN-poisoned),
+    /// missing or extra values failing.
     fn check_case(
         block: u32,
         (v, e, h, n, k, q, s): (usize, usize, usize, usize, usize, usize, usize),
@@ -487,31 +504,27 @@ mod tests {
             .map(|ep| crate::train::task_of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: s };
-        let outer = OuterConfig::adam(1e-3, 1.0);
         let mut cpu = Cpu::new(layout.clone(), theta.clone()).unwrap();
         let mut gpu = Engine::new(emu, layout.clone(), theta.clone());
         gpu.smem_whh = smem_whh;
         let label = format!("block {block}, V {v} E {e} H {h} N {n} K {k} Q {q} S {s}");
-        let close = |what: &str, got: &[f32], want: &[f32]| {
-            let (d, dmax) = rel_diff(got, want);
-            assert!(
+        let check = |what: &str, d: Result<(f64, f64), String>, tol: f64| match d {
+            Ok((d, dmax)) => assert!(
                 d <= tol,
-                "{label}: {what} differs by {d:.3e} (max-norm {dmax:.3e})"
-            );
+                "{label}: {what} differs by {d:.3e} (max-norm {dmax:.3e}; tolerance {tol:e})"
+            ),
+            Err(why) => panic!("{label}: {what}: {why}"),
         };
+        let close = |what: &str, got: &[f32], want: &[f32]| check(what, rel_diff(got, want), tol);
         let mut g_cpu = vec![0.0f32; layout.len];
         let l_cpu = cpu.meta_gradient(&tasks, &inner, &mut g_cpu).unwrap();
         let mg = gpu.meta_gradient(&tasks, &inner).unwrap();
-        assert!(
-            ((mg.loss - l_cpu) / l_cpu).abs() <= tol,
-            "{label}: meta-loss {} vs {l_cpu}",
-            mg.loss
-        );
+        check("meta-loss", rel_scalar(mg.loss, l_cpu), tol);
         for t in &layout.tensors {
             close(
                 &format!("meta-gradient {}", t.name),
-                &mg.grad[t.range()],
-                &g_cpu[t.range()],
+                part(&mg.grad, t),
+                part(&g_cpu, t),
             );
         }
         // The same launches with each block's threads in reverse order: the same bytes, or a
@@ -521,17 +534,28 @@ mod tests {
         let rev = gpu.meta_gradient(&tasks, &inner).unwrap();
         let ev_rev = gpu.evaluate(&tasks, &inner).unwrap();
         gpu.emu.set_reverse(false).unwrap();
-        let same = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same(&rev.grad, &mg.grad) && rev.loss.to_bits() == mg.loss.to_bits(),
-            "{label}: the meta-gradient depends on the threads' order (a race)"
+        let race = |what: &str, d: Result<(f64, f64), String>| {
+            if let Err(why) = d {
+                panic!("{label}: {what} depends on the threads' order (a race): {why}");
+            }
+        };
+        race("the meta-gradient", same_bits(&rev.grad, &mg.grad));
+        assert_eq!(
+            rev.loss.to_bits(),
+            mg.loss.to_bits(),
+            "{label}: the meta-loss depends on the threads' order (a race)"
         );
         let ev_fwd = gpu.evaluate(&tasks, &inner).unwrap();
-        for (x, y) in ev_fwd.iter().zip(&ev_rev) {
-            assert!(
-                same(&x.few_shot_logits, &y.few_shot_logits)
-                    && same(&x.zero_shot_logits, &y.zero_shot_logits),
-                "{label}: the evaluation logits depend on the threads' order (a race)"
+        assert_eq!(ev_fwd.len(), n, "{label}: evaluated tasks");
+        assert_eq!(ev_rev.len(), n, "{label}: evaluated tasks, reverse order");
+        for (i, (x, y)) in ev_fwd.iter().zip(&ev_rev).enumerate() {
+            race(
+                &format!("task {i}'s few-shot logits"),
+                same_bits(&x.few_shot_logits, &y.few_shot_logits),
+            );
+            race(
+                &format!("task {i}'s zero-shot logits"),
+                same_bits(&x.zero_shot_logits, &y.zero_shot_logits),
             );
         }
         gpu.ws = ws_fwd;
@@ -541,32 +565,36 @@ mod tests {
             for ten in &layout.tensors {
                 close(
                     &format!("task {i} adapted {}", ten.name),
-                    &phi[ten.range()],
-                    &want[ten.range()],
+                    part(&phi, ten),
+                    part(&want, ten),
                 );
             }
         }
-        for _ in 0..2 {
-            let a = cpu.meta_step(&tasks, &inner, &outer).unwrap();
-            let b = gpu.meta_step(&tasks, &inner, &outer).unwrap();
-            assert!(
-                ((b - a.grad_norm) / a.grad_norm).abs() <= tol,
-                "{label}: gradient norm {b} vs {}",
-                a.grad_norm
-            );
-        }
-        let t_cpu = cpu.params().unwrap();
-        for t in &layout.tensors {
-            close(
-                &format!("θ after Adam {}", t.name),
-                &gpu.theta[t.range()],
-                &t_cpu[t.range()],
-            );
+        let tols = StepTols {
+            state: tol,
+            update: UPDATE_TOL,
+        };
+        for (i, step) in clip_schedule(norm(&g_cpu), 1e-3).iter().enumerate() {
+            let (cpu0, gpu0) = (State::of(&cpu).unwrap(), gpu.state());
+            let a = cpu.meta_step(&tasks, &inner, &step.0).unwrap();
+            let b = gpu.meta_step(&tasks, &inner, &step.0).unwrap();
+            let (cpu1, gpu1) = (State::of(&cpu).unwrap(), gpu.state());
+            for (what, d, tol) in step_rows(
+                &layout,
+                i + 1,
+                (&step.0, step.1),
+                (&cpu0, &cpu1, a.grad_norm),
+                (&gpu0, &gpu1, b),
+                tols,
+            ) {
+                check(&what, d, tol);
+            }
         }
         let (e_cpu, e_gpu) = (
             cpu.evaluate(&tasks, &inner).unwrap(),
             gpu.evaluate(&tasks, &inner).unwrap(),
         );
+        assert_eq!(e_gpu.len(), e_cpu.len(), "{label}: evaluated tasks");
         for (i, (a, b)) in e_cpu.iter().zip(&e_gpu).enumerate() {
             close(
                 &format!("task {i} zero-shot logits"),
@@ -578,17 +606,23 @@ mod tests {
                 &b.few_shot_logits,
                 &a.few_shot_logits,
             );
-            assert!(
-                ((b.few_shot_loss - a.few_shot_loss) / a.few_shot_loss).abs() <= tol,
-                "{label}: task {i} few-shot loss"
+            check(
+                &format!("task {i} few-shot loss"),
+                rel_scalar(b.few_shot_loss, a.few_shot_loss),
+                tol,
+            );
+            check(
+                &format!("task {i} zero-shot loss"),
+                rel_scalar(b.zero_shot_loss, a.zero_shot_loss),
+                tol,
             );
         }
     }
 
     /// Pretraining (query weights 1/batch, dropout masks on the final hidden states, gradients
     /// summed, no inner step) on the emulated kernels against the CPU's `pretrain::fit`, as
-    /// `recmaml gpu-check` does on a GPU: per-epoch losses within 1e-4, weights after 2 epochs
-    /// within 1e-3 (Adam amplifies rounding).
+    /// `recmaml gpu-check` does on a GPU: per-epoch losses within 1e-4, each tensor's change
+    /// over the 2 epochs within [`PRETRAIN_TOL`] of the CPU's change.
     #[test]
     fn emulated_pretraining_matches_cpu() {
         use crate::pretrain::{fit, fit_chunked};
@@ -597,27 +631,31 @@ mod tests {
         let theta = init_params(&layout, 5);
         let (mut t_cpu, mut t_emu) = (theta.clone(), theta.clone());
         let l_cpu = fit(&layout, &mut t_cpu, &pairs, &settings, true).unwrap();
-        let mut engine = Engine::new(emu, layout.clone(), theta);
+        let mut engine = Engine::new(emu, layout.clone(), theta.clone());
         let l_emu = fit_chunked(&layout, &mut t_emu, &pairs, &settings, true, &mut engine).unwrap();
+        assert_eq!(l_emu.len(), l_cpu.len(), "epochs");
+        assert_eq!(l_cpu.len(), settings.epochs, "epochs");
         for (a, b) in l_cpu.iter().zip(&l_emu) {
-            let d = ((b.train_loss - a.train_loss) / a.train_loss).abs();
+            let d = rel_scalar(b.train_loss, a.train_loss);
             assert!(
-                d <= 1e-4,
-                "epoch {}: loss {} vs {}",
+                matches!(d, Ok((d, _)) if d <= 1e-4),
+                "epoch {}: loss {} vs {} ({d:?})",
                 a.epoch,
                 b.train_loss,
                 a.train_loss
             );
         }
         for t in &layout.tensors {
-            let (d, _) = rel_diff(&t_emu[t.range()], &t_cpu[t.range()]);
-            assert!(d <= 1e-3, "{} after 2 epochs differs by {d:.3e}", t.name);
+            let d = update_diff(
+                (part(&t_emu, t), part(&theta, t)),
+                (part(&t_cpu, t), part(&theta, t)),
+            );
+            assert!(
+                matches!(d, Ok((d, _)) if d <= PRETRAIN_TOL),
+                "{}'s change over 2 epochs: {d:?} (tolerance {PRETRAIN_TOL:e})",
+                t.name
+            );
         }
-        assert_ne!(
-            t_emu,
-            init_params(&layout, 5),
-            "pretraining changed nothing"
-        );
     }
 
     /// The guard page behind each block's dynamic shared memory: the task kernels launched

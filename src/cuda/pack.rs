@@ -443,7 +443,24 @@ mod tests {
         assert_eq!(&bo.floats[q0.mask as usize..][..m0.len()], &m0[..]);
         assert_eq!(bo.descs[1].query.mask, NONE);
         let wrong = [over[0]];
-        assert!(pack_with(&tasks, &d, 0, 256, Some(&wrong)).is_err());
+        let err = pack_with(&tasks, &d, 0, 256, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 given for 2 tasks"), "{err}");
+        let short = [
+            over[0],
+            QueryOverride {
+                weights: &[],
+                mask: None,
+            },
+        ];
+        let err = pack_with(&tasks, &d, 0, 256, Some(&short))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 given for 2 tasks") && err.contains("task 1 has weights"),
+            "{err}"
+        );
         // Item CSR: item 3 is in both tasks, task 0 first; item 4 (a label only) in none.
         let v = d.v as usize;
         let starts = &b.ints[b.item_csr as usize..][..v + 1];
@@ -508,6 +525,7 @@ mod tests {
         };
         let err = pack(&[t], &dims(), 1, 256).unwrap_err().to_string();
         assert!(err.contains("task 0") && err.contains("50"), "{err}");
-        assert!(pack(&[], &dims(), 1, 256).is_err());
+        let err = pack(&[], &dims(), 1, 256).unwrap_err().to_string();
+        assert!(err.contains("at least one task"), "{err}");
     }
 }

@@ -229,8 +229,12 @@ impl<R: Read> Scanner<R> {
     /// Reads a number, `true`, `false` or `null` as its raw bytes into `out`.
     pub fn scalar(&mut self, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
-        if self.peek()?.is_none() {
-            return Err(self.error(None, "expected a value, found the end of the input"));
+        match self.peek()? {
+            None => return Err(self.error(None, "expected a value, found the end of the input")),
+            Some(c) if !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.')) => {
+                return Err(self.error(None, format!("expected a value, found `{}`", c as char)))
+            }
+            Some(_) => {}
         }
         loop {
             while self.pos < self.end {
@@ -265,30 +269,62 @@ impl<R: Read> Scanner<R> {
         }
     }
 
-    /// Skips one whole value of any kind.
+    /// Skips one whole value of any kind, nested to any depth: the closers of the open arrays and
+    /// objects are kept on a heap stack (one byte each), not the call stack, so a deeply nested
+    /// value cannot overflow it.
     pub fn skip_value(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
-        match self.peek()? {
-            Some(b'"') => self.string(scratch),
-            Some(b'[') => {
-                self.pos += 1;
-                let mut first = true;
-                while self.more(b']', &mut first)? {
-                    self.skip_value(scratch)?;
-                }
-                Ok(())
-            }
-            Some(b'{') => {
-                self.pos += 1;
-                let mut first = true;
-                while self.more(b'}', &mut first)? {
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            // A value starts here: read it whole, or open its container and go to its first
+            // element.
+            let done = match self.peek()? {
+                Some(b'"') => {
                     self.string(scratch)?;
-                    self.expect(b':', "a colon")?;
-                    self.skip_value(scratch)?;
+                    true
                 }
-                Ok(())
+                Some(c @ (b'[' | b'{')) => {
+                    self.pos += 1;
+                    let close = if c == b'[' { b']' } else { b'}' };
+                    let mut first = true;
+                    if self.more(close, &mut first)? {
+                        open.push(close);
+                        if close == b'}' {
+                            self.key(scratch)?;
+                        }
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => {
+                    self.scalar(scratch)?;
+                    true
+                }
+            };
+            if !done {
+                continue;
             }
-            _ => self.scalar(scratch),
+            // A value ended: close the containers it ends, or go to the next element.
+            loop {
+                let Some(&close) = open.last() else {
+                    return Ok(());
+                };
+                let mut first = false;
+                if self.more(close, &mut first)? {
+                    if close == b'}' {
+                        self.key(scratch)?;
+                    }
+                    break;
+                }
+                open.pop();
+            }
         }
+    }
+
+    /// An object member's key and its colon.
+    fn key(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
+        self.string(scratch)?;
+        self.expect(b':', "a colon")
     }
 
     /// Fails unless only whitespace is left.
@@ -327,6 +363,28 @@ mod tests {
         assert_eq!(out, b"z");
         assert!(!s.more(b']', &mut first).unwrap());
         s.end().unwrap();
+    }
+
+    #[test]
+    fn skips_nested_and_empty_containers() {
+        let mut s = scan(r#"[[], {}, [[[]]], {"a": {"b": [{}, "]"]}, "c": 1}] 7"#);
+        let mut out = Vec::new();
+        s.skip_value(&mut out).unwrap();
+        s.scalar(&mut out).unwrap();
+        assert_eq!(out, b"7");
+        s.end().unwrap();
+        for (text, what) in [
+            ("[1 2]", "expected `,` or `]`, found `2`"),
+            ("[1}", "expected `,` or `]`, found `}`"),
+            (r#"{"a": 1]"#, "expected `,` or `}`, found `]`"),
+            (r#"{"a" 1}"#, "expected a colon (`:`), found `1`"),
+            ("{1: 2}", "expected a string (`\"`), found `1`"),
+            ("[1,]", "expected a value, found `]`"),
+            ("[[", "expected a value, found the end of the input"),
+        ] {
+            let e = scan(text).skip_value(&mut out).unwrap_err().to_string();
+            assert!(e.contains(what), "{text}: {e}");
+        }
     }
 
     #[test]

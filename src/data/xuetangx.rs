@@ -2,6 +2,12 @@
 //! `[[course_id, {user_id: {session_hash: [[event_type, iso_ts], ...]}}], ...]`, several GB, never
 //! held whole. Events whose type starts with one of [`KEPT_PREFIXES`] are kept; the session is
 //! the session hash (which can span several courses).
+//!
+//! A kept event's timestamp is an ISO 8601 string or Unix seconds, as a number or a string (a
+//! fraction is dropped); an event that is not kept has its second field skipped unread. Fields
+//! after the timestamp are skipped, whatever JSON they hold. Only whitespace may follow the
+//! top-level array. Errors name the line, the byte offset and the place (course, user, session,
+//! event).
 
 use super::events::{Event, EventLog, LogBuilder};
 use super::json::Scanner;
@@ -30,17 +36,33 @@ pub fn is_kept(event_type: &[u8]) -> bool {
 /// Where the reader is, for error messages.
 #[derive(Default)]
 struct Place {
+    /// Courses started so far (1-based number of the current or last one).
     course_no: usize,
+    /// Inside course `course_no`'s `[course_id, {users}]` pair.
+    in_course: bool,
     course: Vec<u8>,
     user: Vec<u8>,
     session: Vec<u8>,
     event_no: usize,
+    /// What is known inside the course: 0 nothing, 1 its id, 2 the user, 3 the session, 4 the
+    /// event.
     depth: u8,
 }
 
 impl Place {
-    fn describe(&self) -> String {
+    /// `None` before the first course (the error's line and byte say where).
+    fn describe(&self) -> Option<String> {
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if self.course_no == 0 {
+            return None;
+        }
+        if !self.in_course {
+            return Some(format!(
+                "after course #{} `{}`",
+                self.course_no,
+                s(&self.course)
+            ));
+        }
         let mut out = format!("course #{}", self.course_no);
         if self.depth >= 1 {
             out += &format!(" `{}`", s(&self.course));
@@ -54,7 +76,7 @@ impl Place {
         if self.depth >= 4 {
             out += &format!(" / event #{}", self.event_no);
         }
-        out
+        Some(out)
     }
 }
 
@@ -77,7 +99,7 @@ pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
         } => Error::Data {
             file,
             row,
-            column: Some(place.describe()),
+            column: place.describe(),
             msg,
         },
         other => other,
@@ -103,6 +125,7 @@ fn parse(
     let mut first_course = true;
     while sc.more(b']', &mut first_course)? {
         place.course_no += 1;
+        place.in_course = true;
         place.depth = 0;
         sc.expect(b'[', "a [course_id, {users}] pair")?;
         sc.string(&mut place.course)?;
@@ -145,9 +168,9 @@ fn parse(
         }
         place.depth = 1;
         sc.expect(b']', "the end of the [course_id, {users}] pair")?;
+        place.in_course = false;
         progress.set(sc.offset());
     }
-    place.depth = 0;
     sc.end()
 }
 
@@ -165,6 +188,15 @@ fn event(
     let ts = if keep {
         match sc.peek()? {
             Some(b'"') => sc.string(scratch)?,
+            Some(c @ (b'[' | b'{')) => {
+                return Err(sc.error(
+                    None,
+                    format!(
+                        "expected the timestamp (a string or a number), found `{}`",
+                        c as char
+                    ),
+                ))
+            }
             _ => sc.scalar(scratch)?,
         }
         Some(parse_timestamp(scratch).ok_or_else(|| {
