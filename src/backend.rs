@@ -23,6 +23,19 @@ pub struct Task<'a> {
     pub query_labels: &'a [u32],
 }
 
+impl<'a> Task<'a> {
+    /// Borrows an episode as a task with the given support weights.
+    pub fn of(ep: &'a crate::data::Episode, weights: &'a [f32]) -> Self {
+        Task {
+            support_prefixes: &ep.support_prefixes,
+            support_labels: &ep.support_labels,
+            support_weights: weights,
+            query_prefixes: &ep.query_prefixes,
+            query_labels: &ep.query_labels,
+        }
+    }
+}
+
 /// The inner loop: `steps` steps of SGD with rate `lr` on the weighted support loss.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InnerLoop {

@@ -6,6 +6,7 @@
 
 use crate::backend::{Backend, InnerLoop, OuterConfig, Task};
 use crate::config::Config;
+use crate::data::workload::generate_episodes;
 use crate::data::{self, Episode};
 use crate::error::{Error, Result};
 use crate::model::{ModelDims, ParamLayout};
@@ -156,52 +157,6 @@ fn phase_summary(counters: &[Vec<u64>], n: usize, iters: usize) -> Vec<PhaseCycl
             phase: name.to_string(),
             cycles_per_iter: c,
             share: if total > 0.0 { c / total } else { 0.0 },
-        })
-        .collect()
-}
-
-/// A prefix length with median about 3 and p90 about 19 (a discretised log-normal), in `1..=cap`.
-pub fn xuetangx_prefix_len(rng: &mut Rng, cap: usize) -> usize {
-    // ln L ~ N(ln 3, 1.44): median 3, 90th percentile exp(ln 3 + 1.2816 * 1.44) = 19.
-    let l = (3f64.ln() + 1.44 * rng.normal()).exp().round() as usize;
-    l.clamp(1, cap)
-}
-
-/// `n` generated episodes with random items in `1..v` and XuetangX-like prefix lengths.
-pub fn generate_episodes(
-    n: usize,
-    k: usize,
-    q: usize,
-    v: usize,
-    cap: usize,
-    seed: u64,
-) -> Vec<Episode> {
-    let mut rng = Rng::new(seed);
-    let pairs = |count: usize, rng: &mut Rng| -> (Vec<Vec<u32>>, Vec<u32>) {
-        (0..count)
-            .map(|_| {
-                let len = xuetangx_prefix_len(rng, cap);
-                let prefix = (0..len)
-                    .map(|_| 1 + rng.below(v as u64 - 1) as u32)
-                    .collect();
-                (prefix, 1 + rng.below(v as u64 - 1) as u32)
-            })
-            .unzip()
-    };
-    (0..n)
-        .map(|i| {
-            let (sp, sl) = pairs(k, &mut rng);
-            let (qp, ql) = pairs(q, &mut rng);
-            Episode {
-                episode_id: i as i64,
-                user_id: format!("bench{i}"),
-                support_prefixes: sp,
-                support_labels: sl,
-                query_prefixes: qp,
-                query_labels: ql,
-                support_label_ts: None,
-                query_label_ts: None,
-            }
         })
         .collect()
 }
@@ -517,7 +472,7 @@ pub fn run_config(
         .collect();
     let tasks_of = |idx: &[usize]| -> Vec<Task> {
         idx.iter()
-            .map(|&i| train::task_of(&episodes[i], &weights))
+            .map(|&i| crate::backend::Task::of(&episodes[i], &weights))
             .collect()
     };
     let lens = prefix_lengths(&episodes);
@@ -757,6 +712,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::workload::xuetangx_prefix_len;
     use clap::Parser;
 
     #[derive(Parser)]

@@ -4,7 +4,7 @@
 use crate::backend::{AdamState, Backend, InnerLoop, OuterConfig, Task};
 use crate::checkpoint::{self, StateDict};
 use crate::config::Config;
-use crate::data::{self, Episode, EpisodeSet};
+use crate::data::{self, EpisodeSet};
 use crate::error::{Error, Result};
 use crate::eval::{self, MetricSet};
 use crate::model::{ModelDims, ParamLayout};
@@ -51,7 +51,7 @@ impl WeightedSet {
 
     /// The task of episode `i`.
     pub fn task(&self, i: usize) -> Task<'_> {
-        task_of(&self.set.episodes[i], &self.weights[i])
+        Task::of(&self.set.episodes[i], &self.weights[i])
     }
 
     /// Number of episodes.
@@ -77,17 +77,6 @@ pub fn episode_weights(
         .into_iter()
         .map(|w| w as f32)
         .collect())
-}
-
-/// Borrows an episode as a task with the given support weights.
-pub fn task_of<'a>(ep: &'a Episode, weights: &'a [f32]) -> Task<'a> {
-    Task {
-        support_prefixes: &ep.support_prefixes,
-        support_labels: &ep.support_labels,
-        support_weights: weights,
-        query_prefixes: &ep.query_prefixes,
-        query_labels: &ep.query_labels,
-    }
 }
 
 /// The inner loop of a configuration.

@@ -18,9 +18,12 @@ fn emulated_meta_gradient_matches_cpu() {
         hidden_dim: 32,
     });
     let theta = init_params(&layout, 3);
-    let eps = recmaml::bench::generate_episodes(3, 3, 4, 40, 12, 3);
+    let eps = recmaml::data::workload::generate_episodes(3, 3, 4, 40, 12, 3);
     let w = vec![1.0 / 3.0; 3];
-    let tasks: Vec<Task> = eps.iter().map(|e| recmaml::train::task_of(e, &w)).collect();
+    let tasks: Vec<Task> = eps
+        .iter()
+        .map(|e| recmaml::backend::Task::of(e, &w))
+        .collect();
     let inner = InnerLoop { lr: 0.05, steps: 2 };
     let mut cpu = Cpu::new(layout.clone(), theta.clone()).unwrap();
     let mut gpu = Cuda::on(dev, layout.clone(), theta).unwrap();

@@ -397,7 +397,7 @@ mod tests {
 
     /// Two meta-iterations on a pool of `threads` threads; θ and the stats, bit for bit.
     fn run(threads: usize, share: bool) -> (Vec<u32>, Vec<u64>) {
-        let episodes = crate::bench::generate_episodes(64, 5, 10, 1519, 50, 3);
+        let episodes = crate::data::workload::generate_episodes(64, 5, 10, 1519, 50, 3);
         let layout = ParamLayout::new(crate::model::ModelDims {
             n_items: 1519,
             embed_dim: 64,
@@ -410,7 +410,7 @@ mod tests {
         let batch = |b: usize| -> Vec<Task> {
             episodes[b * 32..(b + 1) * 32]
                 .iter()
-                .map(|e| crate::train::task_of(e, &weights))
+                .map(|e| crate::backend::Task::of(e, &weights))
                 .collect()
         };
         let pool = rayon::ThreadPoolBuilder::new()

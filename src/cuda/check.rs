@@ -10,8 +10,8 @@
 
 use super::Cuda;
 use crate::backend::{AdamState, Backend, InnerLoop, OuterConfig, Task};
-use crate::bench::generate_episodes;
 use crate::cpu::Cpu;
+use crate::data::workload::generate_episodes;
 use crate::error::{Error, Result};
 use crate::model::{init_params, ModelDims, ParamLayout, ParamTensor};
 use clap::Args;
@@ -396,7 +396,7 @@ pub fn run(args: &GpuCheckArgs) -> Result<()> {
         let weights = linear_weights(k);
         let tasks: Vec<Task> = eps
             .iter()
-            .map(|ep| crate::train::task_of(ep, &weights))
+            .map(|ep| crate::backend::Task::of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: s };
         let mut cpu = Cpu::new(layout.clone(), theta.clone())?;
@@ -634,7 +634,7 @@ mod tests {
         let weights = linear_weights(3);
         let tasks: Vec<Task> = eps
             .iter()
-            .map(|ep| crate::train::task_of(ep, &weights))
+            .map(|ep| crate::backend::Task::of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: 2 };
         let mut g = vec![0.0f32; layout.len];

@@ -451,12 +451,12 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::backend::Backend;
-    use crate::bench::generate_episodes;
     use crate::cpu::Cpu;
     use crate::cuda::check::{
         clip_schedule, cpu_adapted, linear_weights, norm, part, pretraining_case, rel_diff,
         rel_scalar, same_bits, step_rows, update_diff, State, StepTols, PRETRAIN_TOL, UPDATE_TOL,
     };
+    use crate::data::workload::generate_episodes;
     use crate::model::{init_params, ModelDims};
 
     /// The emulated kernels for `block` threads, or `None` (printed) without a C++ compiler,
@@ -501,7 +501,7 @@ mod tests {
         let weights = linear_weights(k);
         let tasks: Vec<Task> = eps
             .iter()
-            .map(|ep| crate::train::task_of(ep, &weights))
+            .map(|ep| crate::backend::Task::of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: s };
         let mut cpu = Cpu::new(layout.clone(), theta.clone()).unwrap();
@@ -677,7 +677,7 @@ mod tests {
         let eps = generate_episodes(n, k, q, v, 12, 3);
         let tasks: Vec<Task> = eps
             .iter()
-            .map(|ep| crate::train::task_of(ep, &weights))
+            .map(|ep| crate::backend::Task::of(ep, &weights))
             .collect();
         let inner = InnerLoop { lr: 0.05, steps: 2 };
         let mut gpu = Engine::new(first, layout.clone(), theta.clone());

@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod synth;
 pub mod time;
+pub mod workload;
 pub mod xuetangx;
 
 pub use episodes::{read_episodes, read_pair_file, write_episodes, write_pairs, PairSet};
