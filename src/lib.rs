@@ -19,5 +19,6 @@ pub mod pretrain;
 pub mod rng;
 pub mod train;
 pub mod util;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -33,7 +33,29 @@ enum Command {
     Bench(recmaml::bench::BenchArgs),
     /// The CUDA backend against the CPU engine on random tasks (for GPU machines).
     #[command(hide = true)]
-    GpuCheck(recmaml::cuda::check::GpuCheckArgs),
+    GpuCheck(GpuCheckArgs),
+}
+
+/// `recmaml gpu-check`.
+#[derive(clap::Args, Debug)]
+struct GpuCheckArgs {
+    /// Only the first (small) case, e.g. under compute-sanitizer.
+    #[arg(long)]
+    small: bool,
+    /// Largest accepted relative difference per tensor (||gpu - cpu|| / ||cpu||).
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+    /// Largest accepted relative difference of each tensor's update in a meta-step
+    /// (||Δgpu - Δcpu|| / ||Δcpu||, Δ = θ_after - θ_before).
+    #[arg(long, default_value_t = recmaml::verify::UPDATE_TOL)]
+    update_tol: f64,
+    /// Seed of the random tasks and weights.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Largest accepted relative difference of each tensor's change over the pretraining
+    /// check's 2 epochs (θ_end - θ_start).
+    #[arg(long, default_value_t = recmaml::verify::PRETRAIN_TOL)]
+    pretrain_tol: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,7 +79,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(a) => recmaml::pretrain::run_cli(&a)?,
         Command::Matrix(a) => recmaml::matrix::run_cli(&a)?,
         Command::Bench(a) => recmaml::bench::run_cli(&a)?,
-        Command::GpuCheck(a) => recmaml::cuda::check::run(&a)?,
+        Command::GpuCheck(a) => recmaml::verify::gpu_check(&recmaml::verify::GpuCheck {
+            small: a.small,
+            seed: a.seed,
+            tols: recmaml::verify::Tolerances {
+                tol: a.tol,
+                update: a.update_tol,
+                pretrain: a.pretrain_tol,
+            },
+        })?,
     }
     Ok(())
 }

@@ -529,7 +529,7 @@ const GPU_CHUNK: usize = 8;
 
 /// A device that takes one pretraining step on a batch cut into tasks: the CUDA backend, and in
 /// tests the CPU emulator of its kernels.
-pub(crate) trait ChunkStepper {
+pub trait ChunkStepper {
     /// One Adam step on the gradient of Σ w · CE over the chunks' query pairs (see
     /// [`Cuda::pretrain_step`](crate::cuda::Cuda::pretrain_step)); returns that loss.
     fn pretrain_step(
@@ -542,14 +542,14 @@ pub(crate) trait ChunkStepper {
     fn params(&self) -> Result<Vec<f32>>;
 }
 
-impl ChunkStepper for crate::cuda::Cuda {
+impl<D: crate::cuda::Device> ChunkStepper for crate::cuda::Cuda<D> {
     fn pretrain_step(
         &mut self,
         chunks: &[crate::backend::Task],
         over: &[crate::cuda::pack::QueryOverride],
         outer: &crate::backend::OuterConfig,
     ) -> Result<f64> {
-        crate::cuda::Cuda::pretrain_step(self, chunks, over, outer)
+        crate::cuda::Cuda::<D>::pretrain_step(self, chunks, over, outer)
     }
     fn params(&self) -> Result<Vec<f32>> {
         crate::backend::Backend::params(self)
@@ -574,7 +574,7 @@ pub fn fit_cuda(
 
 /// [`fit_cuda`]'s loop on any [`ChunkStepper`] that starts from `theta`; `pairs` are already
 /// checked against `layout` ([`check_pairs`], before the device is set up).
-pub(crate) fn fit_chunked(
+pub fn fit_chunked(
     layout: &ParamLayout,
     theta: &mut [f32],
     pairs: &PairSet,

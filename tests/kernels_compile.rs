@@ -63,16 +63,32 @@ fn every_kernel_compiles_for_sm90_without_spills() {
     // The default block size (768 threads: 80 registers per thread) and a smaller one. At some
     // other sizes (256, 512, 1024) ptxas spills a few bytes in the task kernels, even where the
     // register cap is not reached; a tuning run may still choose them.
-    for block in [kernels::DEFAULT_BLOCK, 384] {
-        compile_and_assemble(&ptxas, block, (major, minor));
+    // The kernels in the binary, then each variant under kernels/variants/.
+    let mut programs = vec![("main".to_string(), kernels::program_source())];
+    let variants = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/variants");
+    for dir in kernels::variant_dirs(&variants).unwrap() {
+        let src = kernels::program_source_from(&dir).unwrap_or_else(|e| panic!("{e}"));
+        programs.push((dir.file_name().unwrap().to_string_lossy().into_owned(), src));
+    }
+    for (name, src) in &programs {
+        for block in [kernels::DEFAULT_BLOCK, 384] {
+            compile_and_assemble(&ptxas, name, src, block, (major, minor));
+        }
     }
 }
 
-fn compile_and_assemble(ptxas: &PathBuf, block: u32, (major, minor): (i32, i32)) {
+fn compile_and_assemble(
+    ptxas: &PathBuf,
+    name: &str,
+    src: &str,
+    block: u32,
+    (major, minor): (i32, i32),
+) {
     let t0 = std::time::Instant::now();
-    let ptx = kernels::compile_ptx("compute_90", block).unwrap_or_else(|e| panic!("{e}"));
+    let ptx =
+        kernels::compile_ptx_source(src, "compute_90", block).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "NVRTC {major}.{minor}, {block} threads per block: compiled in {:.0} ms",
+        "NVRTC {major}.{minor}, kernels `{name}`, {block} threads per block: compiled in {:.0} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +112,7 @@ fn compile_and_assemble(ptxas: &PathBuf, block: u32, (major, minor): (i32, i32))
     let rows = parse_ptxas(&log);
     println!(
         "{:<22} {:>9} {:>13} {:>12} {:>12}",
-        format!("kernel (sm_90, {block})"),
+        format!("{name} (sm_90, {block})"),
         "registers",
         "spill stores",
         "spill loads",
@@ -115,7 +131,7 @@ fn compile_and_assemble(ptxas: &PathBuf, block: u32, (major, minor): (i32, i32))
     let spilling: Vec<_> = rows.iter().filter(|r| r.2 > 0 || r.3 > 0).collect();
     assert!(
         spilling.is_empty(),
-        "kernels spill registers at {block} threads per block: {spilling:?}"
+        "kernels `{name}` spill registers at {block} threads per block: {spilling:?}"
     );
     assert!(
         rows.iter().all(|r| r.1 > 0),

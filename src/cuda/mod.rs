@@ -10,11 +10,8 @@
 //! for the kernels; [`device`] and [`driver`] are the device interface and its GPU implementation.
 
 pub mod abi;
-pub mod check;
 pub mod device;
 pub mod driver;
-#[cfg(test)]
-mod emu;
 pub mod pack;
 pub mod program;
 
@@ -167,6 +164,11 @@ impl<D: Device> Cuda<D> {
     /// The device.
     pub fn device(&self) -> &D {
         &self.dev
+    }
+
+    /// The device, mutably (settings of a test device).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
     }
 
     /// The device's name.

@@ -46,6 +46,26 @@ pub fn kernel_dir() -> Option<std::path::PathBuf> {
         .map(Into::into)
 }
 
+/// The kernel variants in `dir` (`kernels/variants/`): every sub-folder, sorted by name; none
+/// when `dir` does not exist. Each is a complete set of kernel files that
+/// [`program_source_from`] reads (`RECMAML_KERNEL_DIR=kernels/variants/NAME` runs one).
+pub fn variant_dirs(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(crate::Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| crate::Error::io(dir, e))?.path();
+        if path.is_dir() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// [`program_source`] from the files `common.cuh` and [`SOURCES`]' names in `dir`; a missing
 /// or unreadable file is an error naming it.
 pub fn program_source_from(dir: &std::path::Path) -> Result<String> {
@@ -211,6 +231,11 @@ pub fn compile_ptx_once(arch: &str, block: u32) -> Result<(cudarc::nvrtc::Ptx, b
 /// Compiles the program to PTX for `arch` (e.g. `compute_90`) and `block` threads per block. A
 /// compile error carries NVRTC's log, which names the kernel file and line.
 pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
+    compile_ptx_source(&run_program_source()?, arch, block)
+}
+
+/// [`compile_ptx`] of the program text `source` (e.g. a variant's, [`program_source_from`]).
+pub fn compile_ptx_source(source: &str, arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
     if !nvrtc_available() {
         return Err(nvrtc_missing());
     }
@@ -219,7 +244,7 @@ pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
         name: Some("recmaml_kernels.cu".into()),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(run_program_source()?, opts).map_err(|e| match e {
+    cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
         cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => backend_err(format!(
             "NVRTC failed to compile the kernels for {arch} ({nvrtc:?}):\n{}",
             log.to_string_lossy()

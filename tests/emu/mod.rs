@@ -42,7 +42,13 @@ fn emu_err(msg: impl Into<String>) -> Error {
 /// dynamic array becomes the block's buffer, static ones thread-locals shared by the block's
 /// fibers), then the launcher.
 pub fn source(block: u32) -> Result<String> {
-    let program = program::run_program_source()?
+    source_of(block, &program::run_program_source()?)
+}
+
+/// [`source`] for the kernel program `program` (e.g. a variant's, from
+/// `program::program_source_from`).
+pub fn source_of(block: u32, program: &str) -> Result<String> {
+    let program = program
         .replace(
             "extern __shared__ float sh[];",
             "float* sh = rm_emu_dyn_smem();",
@@ -75,11 +81,16 @@ impl EmuDevice {
     /// Compiles the program for `block` threads per block; `Ok(None)` when no C++ compiler can
     /// be run (the caller skips). Shared memory is limited to the H100's 227 KB per block.
     pub fn build(block: u32) -> Result<Option<EmuDevice>> {
+        Self::build_from(block, &source(block)?)
+    }
+
+    /// [`EmuDevice::build`] from the translation unit `unit` ([`source_of`]).
+    pub fn build_from(block: u32, unit: &str) -> Result<Option<EmuDevice>> {
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
         let dir = tempfile::tempdir().map_err(|e| emu_err(e.to_string()))?;
         let src = dir.path().join("recmaml_emu.cpp");
         let lib: PathBuf = dir.path().join("librecmaml_emu.so");
-        std::fs::write(&src, source(block)?).map_err(|e| emu_err(e.to_string()))?;
+        std::fs::write(&src, unit).map_err(|e| emu_err(e.to_string()))?;
         let out = match std::process::Command::new(&cxx)
             .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-w", "-o"])
             .arg(&lib)
@@ -119,6 +130,11 @@ impl EmuDevice {
             f(c_int::from(reverse));
         }
         Ok(())
+    }
+
+    /// A short name for messages.
+    pub fn name_short(&self) -> String {
+        format!("emulator, {} threads", self.block)
     }
 
     /// The shared-memory limit per block that the host code plans against.
@@ -237,7 +253,12 @@ impl Device for EmuDevice {
 /// The emulated device for `block` threads, or `None` (the skip recorded) without a C++
 /// compiler ([`crate::common::skip`]).
 pub fn device(block: u32) -> Option<EmuDevice> {
-    match EmuDevice::build(block) {
+    device_from(block, &source(block).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// [`device`] from the translation unit `unit` ([`source_of`]).
+pub fn device_from(block: u32, unit: &str) -> Option<EmuDevice> {
+    match EmuDevice::build_from(block, unit) {
         Ok(Some(e)) => Some(e),
         Ok(None) => {
             crate::common::skip(
