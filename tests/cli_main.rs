@@ -1,5 +1,7 @@
 //! The main job and the trainer's error paths, through the `recmaml` binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -143,10 +145,9 @@ fn diverging_run_stops_with_an_error_naming_the_iteration_and_keeps_checkpoints(
 }
 
 #[test]
-fn bad_settings_and_missing_gpu_are_clear_errors() {
+fn bad_settings_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     for (sets, needle) in [
-        (vec!["run.backend=cuda"], "run.backend = \"cpu\""),
         (vec!["maml.meta_batch_size=99"], "maml.meta_batch_size"),
         (vec!["maml.inner_lr=-1"], "maml.inner_lr"),
         (vec!["recency.weighting_scheme=time"], "support_label_ts"),
@@ -166,6 +167,58 @@ fn bad_settings_and_missing_gpu_are_clear_errors() {
         assert!(!t.contains("panicked"), "{sets:?}: {t}");
         assert!(!out.exists(), "{sets:?} left output behind");
     }
+}
+
+/// `run.backend = "cuda"`: where a CUDA device is found, the run trains on it and writes its
+/// outputs; elsewhere it is a clear error naming the setting to change, and leaves no output
+/// folder (and the GPU half is reported as skipped, a failure under `RECMAML_REQUIRE_CUDA=1`).
+#[test]
+fn training_on_the_cuda_backend_runs_on_a_gpu_and_is_a_clear_error_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cuda");
+    let iterations = 3;
+    let o = train_fixture(
+        &out,
+        &[
+            "run.backend=cuda",
+            &format!("maml.num_meta_iterations={iterations}"),
+        ],
+    );
+    let t = text(&o);
+    assert!(!t.contains("panicked"), "{t}");
+    if recmaml::cuda::device_available() {
+        assert!(
+            o.status.success(),
+            "run.backend = cuda on a machine with a GPU: {t}"
+        );
+        for f in ["final.safetensors", "results.json", "report.json"] {
+            assert!(out.join(f).is_file(), "missing {f}");
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["backend"], "cuda");
+        let losses = report["history"]["meta_loss"].as_array().unwrap();
+        assert_eq!(losses.len(), iterations);
+        assert!(
+            losses.iter().all(|l| l.as_f64().unwrap().is_finite()),
+            "{losses:?}"
+        );
+        return;
+    }
+    assert!(
+        !o.status.success(),
+        "run.backend = cuda succeeded without a GPU: {t}"
+    );
+    assert!(
+        t.contains("CUDA") && t.contains("run.backend = \"cpu\""),
+        "{t}"
+    );
+    assert!(!out.exists(), "a failed run left {}", out.display());
+    common::skip(
+        common::Needs::Cuda,
+        "no CUDA device found: only the error without one was checked",
+    );
 }
 
 #[test]
