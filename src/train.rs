@@ -179,6 +179,14 @@ pub fn evaluate_set(
         let end = (start + EVAL_CHUNK).min(ws.len());
         let tasks: Vec<Task> = (start..end).map(|i| ws.task(i)).collect();
         let evals = backend.evaluate(&tasks, inner)?;
+        if evals.len() != tasks.len() {
+            return Err(Error::Other(format!(
+                "backend {} evaluated {} of {} episodes",
+                backend.name(),
+                evals.len(),
+                tasks.len()
+            )));
+        }
         for (i, te) in (start..end).zip(evals) {
             let ep = &ws.set.episodes[i];
             let per_query = |logits: &[f32]| -> (Vec<u32>, Vec<usize>) {
