@@ -468,9 +468,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let mut state = TrainState::fresh(cfg);
     // The checkpoint is read and checked before anything is written, so that a refused resume
     // leaves the folder as it was.
-    let resumed_from = match opts.resume {
-        true => latest_checkpoint(&opts.out),
-        false => None,
+    let resumed_from = if opts.resume {
+        latest_checkpoint(&opts.out)
+    } else {
+        None
     };
     if let Some((_, path)) = &resumed_from {
         state = TrainState::restore(path, cfg, &layout, backend.as_mut())?;
