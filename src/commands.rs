@@ -22,11 +22,15 @@ pub struct TrainArgs {
     /// Output folder (weights, checkpoints, results.json, report.json).
     #[arg(long)]
     pub out: PathBuf,
-    /// Continue from the newest checkpoint in OUT/checkpoints.
+    /// Continue from the newest checkpoint in OUT/checkpoints. Its configuration must be this
+    /// one, except maml.num_meta_iterations (to extend the run), maml.checkpoint_every,
+    /// run.backend and the [pretrain] and [matrix] sections.
     #[arg(long)]
     pub resume: bool,
-    /// Write into a non-empty OUT without resuming.
-    #[arg(long)]
+    /// Start a new run in a non-empty OUT, deleting the previous run's checkpoints/,
+    /// final.safetensors, best.safetensors, results.json and report.json there first (other
+    /// files are left alone).
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
     /// Stop after this many iterations (the run can be continued with --resume).
     #[arg(long, hide = true)]

@@ -285,6 +285,44 @@ impl Config {
     pub fn optional_path(path: &str) -> Option<PathBuf> {
         (!path.is_empty()).then(|| PathBuf::from(path))
     }
+
+    /// Every key (`section.key`) whose value differs between `self` and `other`, in key order,
+    /// with both values as TOML text (`self`'s first).
+    pub fn differences(&self, other: &Config) -> Vec<KeyDifference> {
+        let flat = |c: &Config| -> std::collections::BTreeMap<String, String> {
+            let table = toml::Table::try_from(c).unwrap_or_default();
+            table
+                .iter()
+                .flat_map(|(section, v)| {
+                    v.as_table()
+                        .into_iter()
+                        .flatten()
+                        .map(move |(k, v)| (format!("{section}.{k}"), v.to_string()))
+                })
+                .collect()
+        };
+        let (a, b) = (flat(self), flat(other));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| KeyDifference {
+                key: k.clone(),
+                this: a.get(k).cloned().unwrap_or_else(|| "(none)".into()),
+                other: b.get(k).cloned().unwrap_or_else(|| "(none)".into()),
+            })
+            .collect()
+    }
+}
+
+/// One key on which two configurations differ ([`Config::differences`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDifference {
+    /// `section.key`.
+    pub key: String,
+    /// The value in the configuration `differences` was called on, as TOML.
+    pub this: String,
+    /// The value in the other one, as TOML.
+    pub other: String,
 }
 
 fn positive(key: &str, v: f64) -> Result<()> {
@@ -452,6 +490,27 @@ mod tests {
             let err = Config::load(None, &sets(&[set])).unwrap_err().to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
+    }
+
+    #[test]
+    fn differences_name_each_changed_key_with_both_values() {
+        let a = Config::load(None, &sets(&["maml.inner_lr=0.1", "data.train=a.parquet"])).unwrap();
+        assert!(a.differences(&a).is_empty());
+        let b = Config::load(
+            None,
+            &sets(&[
+                "maml.inner_lr=0.2",
+                "data.train=a.parquet",
+                "matrix.seeds=[1, 2]",
+            ]),
+        )
+        .unwrap();
+        let d = a.differences(&b);
+        let keys: Vec<&str> = d.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["maml.inner_lr", "matrix.seeds"]);
+        assert_eq!((d[0].this.as_str(), d[0].other.as_str()), ("0.1", "0.2"));
+        assert_eq!(d[1].this, "[42, 43, 44]");
+        assert_eq!(d[1].other, "[1, 2]");
     }
 
     #[test]

@@ -168,6 +168,14 @@ pub fn evaluate_set(
         let end = (start + EVAL_CHUNK).min(ws.len());
         let tasks: Vec<Task> = (start..end).map(|i| ws.task(i)).collect();
         let evals = backend.evaluate(&tasks, inner)?;
+        if evals.len() != tasks.len() {
+            return Err(Error::Other(format!(
+                "backend {} evaluated {} of {} episodes",
+                backend.name(),
+                evals.len(),
+                tasks.len()
+            )));
+        }
         for (i, te) in (start..end).zip(evals) {
             let ep = &ws.set.episodes[i];
             let per_query = |logits: &[f32]| -> (Vec<u32>, Vec<usize>) {
@@ -224,9 +232,11 @@ pub fn summarize(records: &[EpisodeRecord]) -> EvalSummary {
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub out: PathBuf,
-    /// Continue from the newest checkpoint in `out/checkpoints`.
+    /// Continue from the newest checkpoint in `out/checkpoints` (a fresh start when there is
+    /// none); the checkpoint's configuration must match but for [`RESUME_MAY_CHANGE`].
     pub resume: bool,
-    /// Allow writing into a non-empty `out` without resuming.
+    /// Start a new run in a non-empty `out`: the outputs of a previous run there
+    /// ([`RUN_OUTPUTS`] and `checkpoints/`) are deleted first. Not with `resume`.
     pub force: bool,
     /// Stop after this many iterations of this process (to test resume); `None` runs to the end.
     pub stop_after: Option<u64>,
@@ -284,6 +294,35 @@ pub struct TrainResults {
     /// Per-episode test records of the weights in `test_weights` (not written to `results.json`).
     #[serde(skip)]
     pub test_records: Vec<EpisodeRecord>,
+}
+
+/// The files a run writes into its output folder besides `checkpoints/`.
+pub const RUN_OUTPUTS: [&str; 4] = [
+    "final.safetensors",
+    "best.safetensors",
+    "results.json",
+    "report.json",
+];
+
+/// The keys a `--resume` may change: the run's length (to extend it), how often checkpoints are
+/// written, and the backend (the same arithmetic up to float32 rounding, so that a run begun on a
+/// GPU can be finished on the CPU; continuing bit for bit needs the same backend). Every other key
+/// changes what is computed or reported and is refused, except those of the sections in
+/// [`RESUME_UNREAD_SECTIONS`].
+pub const RESUME_MAY_CHANGE: [&str; 3] = [
+    "maml.num_meta_iterations",
+    "maml.checkpoint_every",
+    "run.backend",
+];
+
+/// Sections that `train` does not read, so a `--resume` may change any of their keys.
+pub const RESUME_UNREAD_SECTIONS: [&str; 2] = ["pretrain", "matrix"];
+
+fn may_change_on_resume(key: &str) -> bool {
+    RESUME_MAY_CHANGE.contains(&key)
+        || key
+            .split_once('.')
+            .is_some_and(|(section, _)| RESUME_UNREAD_SECTIONS.contains(&section))
 }
 
 fn checkpoint_path(out: &Path, iteration: u64) -> PathBuf {
@@ -402,23 +441,37 @@ impl RunData {
 /// Meta-trains as configured, writing into `opts.out`.
 pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let started = Instant::now();
+    if opts.resume && opts.force {
+        return Err(Error::config(
+            "--force",
+            "cannot be combined with --resume: --resume continues the run in the output \
+             folder, --force starts a new one there",
+        ));
+    }
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
     let theta0 = initial_params(cfg, run.warm_start.as_ref(), &layout)?;
     let mut backend = make_backend(cfg, layout.clone(), theta0)?;
-    prepare_out_dir(&opts.out, opts.resume, opts.force)?;
     let inner = inner_loop(cfg);
     let outer = outer_config(cfg);
     let mut state = TrainState::fresh(cfg);
-    if opts.resume {
-        if let Some((_, path)) = latest_checkpoint(&opts.out) {
-            state = TrainState::restore(&path, cfg, &layout, backend.as_mut())?;
-            eprintln!(
-                "resumed from {} (iteration {})",
-                path.display(),
-                state.iteration
-            );
-        }
+    // The checkpoint is read and checked before anything is written, so that a refused resume
+    // leaves the folder as it was.
+    let resumed_from = if opts.resume {
+        latest_checkpoint(&opts.out)
+    } else {
+        None
+    };
+    if let Some((_, path)) = &resumed_from {
+        state = TrainState::restore(path, cfg, &layout, backend.as_mut())?;
+    }
+    prepare_out_dir(&opts.out, opts.resume, opts.force)?;
+    if let Some((_, path)) = &resumed_from {
+        eprintln!(
+            "resumed from {} (iteration {})",
+            path.display(),
+            state.iteration
+        );
     }
 
     let total = cfg.maml.num_meta_iterations;
@@ -555,6 +608,10 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     atomic_write(path, text.as_bytes())
 }
 
+/// Checks the output folder against `--resume`/`--force` and creates it (with `checkpoints/`).
+/// A non-empty folder needs one of the two; `--force` first deletes a previous run's outputs
+/// there (`checkpoints/` and [`RUN_OUTPUTS`], nothing else), so that no old checkpoint is left
+/// for a later `--resume` and no old result beside the new ones.
 fn prepare_out_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
     let non_empty = std::fs::read_dir(out)
         .map(|mut d| d.next().is_some())
@@ -563,10 +620,23 @@ fn prepare_out_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
         return Err(Error::config(
             "--out",
             format!(
-                "{} exists and is not empty; pass --resume to continue its run or --force to overwrite",
+                "{} exists and is not empty; pass --resume to continue its run or --force to \
+                 start a new run there (deleting the previous run's outputs)",
                 out.display()
             ),
         ));
+    }
+    if non_empty && force {
+        let checkpoints = out.join("checkpoints");
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints).map_err(|e| Error::io(&checkpoints, e))?;
+        }
+        for name in RUN_OUTPUTS {
+            let f = out.join(name);
+            if f.exists() {
+                std::fs::remove_file(&f).map_err(|e| Error::io(&f, e))?;
+            }
+        }
     }
     std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| Error::io(out, e))
 }
@@ -675,12 +745,35 @@ impl TrainState {
         let ck = checkpoint::load_tensors_f32(path)?;
         let meta: CheckpointMeta = serde_json::from_str(ck.meta("recmaml_state")?)
             .map_err(|e| Error::checkpoint(path, format!("bad training state: {e}")))?;
-        let mut expected = meta.config.clone();
-        expected.maml.num_meta_iterations = cfg.maml.num_meta_iterations;
-        if &expected != cfg {
+        let refused: Vec<String> = meta
+            .config
+            .differences(cfg)
+            .into_iter()
+            .filter(|d| !may_change_on_resume(&d.key))
+            .map(|d| format!("{} = {} there, {} now", d.key, d.this, d.other))
+            .collect();
+        if !refused.is_empty() {
             return Err(Error::checkpoint(
                 path,
-                "was written with a different configuration (only maml.num_meta_iterations may change on --resume)",
+                format!(
+                    "was written with a different configuration: {}. --resume continues a run \
+                     with its own settings (only {} and the [{}] sections may change); start a \
+                     new run with another --out, or with --force in this one",
+                    refused.join("; "),
+                    RESUME_MAY_CHANGE.join(", "),
+                    RESUME_UNREAD_SECTIONS.join("], [")
+                ),
+            ));
+        }
+        if meta.iteration > cfg.maml.num_meta_iterations {
+            return Err(Error::config(
+                "maml.num_meta_iterations",
+                format!(
+                    "{} is below iteration {} of {}, the checkpoint --resume continues from",
+                    cfg.maml.num_meta_iterations,
+                    meta.iteration,
+                    path.display()
+                ),
             ));
         }
         let p = [layout.len];

@@ -100,6 +100,11 @@ fn load(name: &'static str) -> Case {
     let w64 = scheme.weights(dim("K"), None).unwrap();
     let w32 = w64.iter().map(|&x| x as f32).collect();
     assert_eq!(episodes.len(), dim("n_tasks"));
+    assert_eq!(
+        cfg["tasks"].as_array().map(Vec::len),
+        Some(dim("n_tasks")),
+        "{name}: tasks"
+    );
     Case {
         name,
         cfg,
@@ -160,6 +165,7 @@ impl Case {
 
     /// Compares every named tensor of the flat buffer `got` with `<prefix>.<name>`.
     fn check_params<F: cpu::Float>(&self, prefix: &str, got: &[F], tol: f64) {
+        assert_eq!(got.len(), self.layout.len, "{}: {prefix} length", self.name);
         for t in &self.layout.tensors {
             let got: Vec<f64> = got[t.range()].iter().map(|x| x.to_f64()).collect();
             check(
@@ -174,18 +180,15 @@ impl Case {
 
     /// Compares the change from θ (`got − θ` against `expected − θ`) on every named tensor.
     fn check_update<F: cpu::Float>(&self, prefix: &str, base: &[f64], got: &[F], tol: f64) {
+        assert_eq!(got.len(), self.layout.len, "{}: {prefix} length", self.name);
+        assert_eq!(base.len(), self.layout.len, "{}: θ length", self.name);
         for t in &self.layout.tensors {
             let key = format!("{prefix}.{}", t.name);
             let r = t.range();
-            let d_got: Vec<f64> = got[r.clone()]
-                .iter()
-                .zip(&base[r.clone()])
+            let d_got: Vec<f64> = zip_eq(&got[r.clone()], &base[r.clone()], &key)
                 .map(|(g, b)| g.to_f64() - b)
                 .collect();
-            let d_exp: Vec<f64> = self
-                .exp(&key)
-                .iter()
-                .zip(&base[r])
+            let d_exp: Vec<f64> = zip_eq(self.exp(&key), &base[r], &key)
                 .map(|(e, b)| e - b)
                 .collect();
             if d_exp.iter().all(|&d| d == 0.0) {
@@ -201,9 +204,21 @@ impl Case {
     }
 }
 
+/// `a` zipped with `b`, after asserting that they are equally long (a missing output must fail,
+/// not shorten the comparison).
+fn zip_eq<'a, A, B>(
+    a: &'a [A],
+    b: &'a [B],
+    what: &str,
+) -> std::iter::Zip<std::slice::Iter<'a, A>, std::slice::Iter<'a, B>> {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    a.iter().zip(b)
+}
+
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let num: f64 = zip_eq(a, b, "rel_err")
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
     let den: f64 = b.iter().map(|y| y * y).sum();
     (num / den).sqrt()
 }
@@ -385,6 +400,7 @@ fn logits_of_every_task_backend(make: MakeBackend) {
         let tasks = c.tasks(&c.w32);
         let Some(mut be) = make(&c) else { return };
         let evals = be.evaluate(&tasks, &c.inner32()).unwrap();
+        assert_eq!(evals.len(), tasks.len(), "{name}: evaluations");
         assert_eq!(
             be.params().unwrap(),
             c.theta32,
