@@ -36,6 +36,19 @@ impl<'a> Task<'a> {
     }
 }
 
+/// A batch of (prefix, next item) pairs for one pretraining step of the global model.
+#[derive(Clone, Copy, Debug)]
+pub struct PairBatch<'a> {
+    /// B non-empty prefixes, item ids in `0..V`; each is cut to its last `max_prefix_len` items.
+    pub prefixes: &'a [&'a [u32]],
+    /// B labels.
+    pub labels: &'a [u32],
+    /// Dropout multipliers on the final hidden states, `[B, H]` (0 or `1 / (1 − p)`; all 1
+    /// without dropout).
+    pub mask: &'a [f32],
+    pub max_prefix_len: usize,
+}
+
 /// The inner loop: `steps` steps of SGD with rate `lr` on the weighted support loss.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InnerLoop {
@@ -144,6 +157,11 @@ pub trait Backend {
     ) -> Result<MetaStepStats>;
     /// Zero-shot (at θ) and few-shot (after the inner loop) query logits of each task. θ is unchanged.
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>>;
+    /// One pretraining step of the global model: the mean CE of `batch` with its dropout
+    /// multipliers, its gradient, and one Adam step (`outer`'s rate and betas; pretraining
+    /// passes no clip) on θ with the backend's Adam state. Returns the loss; when it is not
+    /// finite, θ and Adam's state are unchanged.
+    fn pretrain_step(&mut self, batch: &PairBatch, outer: &OuterConfig) -> Result<f64>;
     /// The device time of the last `meta_step` in milliseconds, where the backend measures one
     /// (CUDA events around its launches and copies); `None` otherwise.
     fn last_step_device_ms(&self) -> Option<f64> {

@@ -1,13 +1,14 @@
 //! The pretraining loss with a fixed dropout mask against central finite differences in float64,
 //! and the statistics of the dropout masks a run draws.
 //!
-//! The gradient check runs [`Pretrainer::loss_grad`] itself (the code `pretrain::fit` steps
-//! with) on a tiny model, over a batch larger than the step's 8 chunks, with prefixes of length 1
+//! The gradient check runs [`PairGrad::loss_grad`] itself (the CPU backend's pretraining step
+//! takes its gradient from it) on a tiny model, over a batch larger than the step's 8 chunks, with prefixes of length 1
 //! and longer than the prefix cap. Every coordinate of every tensor is checked; the error is
 //! `||g_fd − g|| / ||g||` per tensor, required under 1e-6, as in tests/gradcheck.rs.
 
+use recmaml::cpu::PairGrad;
 use recmaml::model::{ModelDims, ParamLayout};
-use recmaml::pretrain::{Dropout, Pretrainer};
+use recmaml::pretrain::Dropout;
 use recmaml::rng::Rng;
 
 const TOL: f64 = 1e-6;
@@ -87,7 +88,7 @@ fn check(what: &str, cap: usize, mask: &[f64]) -> Vec<f64> {
     let layout = layout();
     let (prefixes, labels) = pairs();
     let mut theta = uniform(&mut Rng::new(11), layout.len, 0.5);
-    let mut tr = Pretrainer::<f64>::new(&layout, 1e-3, cap);
+    let mut tr = PairGrad::<f64>::new(&layout, cap);
     tr.loss_grad(&theta, &prefixes, &labels, mask).unwrap();
     let analytic = tr.grad().to_vec();
     let numeric = numeric_grad(&mut theta, |t| {

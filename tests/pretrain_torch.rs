@@ -1,6 +1,6 @@
 //! Three pretraining steps against PyTorch (tests/fixtures/torch-pretrain, made by its
 //! `make_fixture.py`): the same batches, the keep patterns of the fixture turned into multipliers
-//! by [`Dropout::multipliers`], and [`Pretrainer::step`], the step `pretrain::fit` takes. After
+//! by [`Dropout::multipliers`], and [`Engine::pretrain_step_with`], the CPU backend's step. After
 //! each step the loss, the gradient and the update `θ_k − θ_{k−1}` are compared with PyTorch's as
 //! relative errors `||a − b|| / ||b||` per tensor:
 //!
@@ -19,9 +19,11 @@
 //! Where PyTorch's update of an entry is exactly zero (the padding row, items no batch has used),
 //! the engine's must be exactly zero too.
 
+use recmaml::cpu::Engine;
 use recmaml::cpu::Float;
+use recmaml::maml::Adam;
 use recmaml::model::{ModelDims, ParamLayout};
-use recmaml::pretrain::{Dropout, Pretrainer};
+use recmaml::pretrain::Dropout;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -93,7 +95,7 @@ fn load() -> Fixture {
         assert_eq!(w.len(), t.numel(), "{}", t.name);
         theta0[t.range()].copy_from_slice(w);
     }
-    // The Adam settings of the fixture must be those `Pretrainer` uses (betas, eps).
+    // The Adam settings of the fixture must be those pretraining uses (betas, eps).
     let adam = &cfg["adam"];
     assert_eq!(adam["betas"][0].as_f64(), Some(0.9));
     assert_eq!(adam["betas"][1].as_f64(), Some(0.999));
@@ -170,7 +172,7 @@ fn rel(got: &[f64], exp: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
-/// Runs every step of the fixture with `Pretrainer<F>` and compares as the module describes.
+/// Runs every step of the fixture with `Engine<F>` and compares as the module describes.
 fn run<F: Float>(tol: f64) {
     let fx = load();
     let batches = fx.batches::<F>();
@@ -183,15 +185,24 @@ fn run<F: Float>(tol: f64) {
     assert_eq!(batches.len(), losses.len());
     assert!(batches.len() >= 3);
     let cap = fx.cfg["max_prefix_len"].as_u64().unwrap() as usize;
-    let mut tr = Pretrainer::<F>::new(&fx.layout, fx.cfg["adam"]["lr"].as_f64().unwrap(), cap);
-    let mut theta: Vec<F> = fx.theta0.iter().map(|&x| F::from_f64(x)).collect();
+    let adam = Adam {
+        lr: F::from_f64(fx.cfg["adam"]["lr"].as_f64().unwrap()),
+        beta1: F::from_f64(0.9),
+        beta2: F::from_f64(0.999),
+        eps: F::from_f64(1e-8),
+    };
+    let theta0: Vec<F> = fx.theta0.iter().map(|&x| F::from_f64(x)).collect();
+    let mut tr = Engine::<F>::new(fx.layout.clone(), theta0).unwrap();
+    let mut step_grad = vec![F::ZERO; fx.layout.len];
     // Entries PyTorch left in place, over all steps.
     let mut still = 0;
     for (i, b) in batches.iter().enumerate() {
         let k = i + 1;
-        let before: Vec<f64> = theta.iter().map(|x| x.to_f64()).collect();
+        let before: Vec<f64> = tr.theta().iter().map(|x| x.to_f64()).collect();
+        tr.pretrain_loss_grad(&b.prefixes, &b.labels, &b.mask, cap, &mut step_grad)
+            .unwrap();
         let loss = tr
-            .step(&mut theta, &b.prefixes, &b.labels, &b.mask)
+            .pretrain_step_with(&b.prefixes, &b.labels, &b.mask, cap, &adam)
             .unwrap();
         assert_eq!(tr.steps(), k as u64);
         let e = ((loss - losses[i]) / losses[i]).abs();
@@ -204,7 +215,7 @@ fn run<F: Float>(tol: f64) {
         for t in &fx.layout.tensors {
             let r = t.range();
             let grad_exp = fx.exp(&format!("step{k}.grad.{}", t.name));
-            let grad: Vec<f64> = tr.grad()[r.clone()].iter().map(|x| x.to_f64()).collect();
+            let grad: Vec<f64> = step_grad[r.clone()].iter().map(|x| x.to_f64()).collect();
             let e = rel(&grad, grad_exp);
             assert!(
                 e < tol,
@@ -216,7 +227,7 @@ fn run<F: Float>(tol: f64) {
                 "step {k}: {}: a gradient entry within 100 eps of 0 (see make_fixture.py)",
                 t.name
             );
-            let upd: Vec<f64> = theta[r.clone()]
+            let upd: Vec<f64> = tr.theta()[r.clone()]
                 .iter()
                 .zip(&before[r.clone()])
                 .map(|(a, b)| a.to_f64() - b)
@@ -249,13 +260,13 @@ fn run<F: Float>(tol: f64) {
         "only {still} entries stood still: the exact-zero check saw no unused item"
     );
     let emb = fx.layout.embedding();
-    assert!(theta[emb.start..emb.start + e]
+    assert!(tr.theta()[emb.start..emb.start + e]
         .iter()
         .zip(&fx.theta0[emb.start..emb.start + e])
         .all(|(a, &b)| a.to_f64() == b));
     assert_ne!(
         fx.theta0,
-        theta.iter().map(|x| x.to_f64()).collect::<Vec<_>>()
+        tr.theta().iter().map(|x| x.to_f64()).collect::<Vec<_>>()
     );
 }
 

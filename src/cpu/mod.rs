@@ -8,15 +8,19 @@ pub mod float;
 pub mod forest;
 pub mod kernels;
 pub mod ops;
+pub mod pretrain;
 pub mod task;
 
 pub use float::Float;
+pub use pretrain::{mean_loss, PairGrad};
 pub use task::{
     adapt, check_task, query_logits, query_loss_grad, support_loss_grad, Model, Split, TaskGrad,
     TaskWorkspace,
 };
 
-use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, Task, TaskEval};
+use crate::backend::{
+    AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
+};
 use crate::error::{Error, Result};
 use crate::maml::{adam_step, clip_grad_norm, Adam};
 use crate::model::ParamLayout;
@@ -47,6 +51,8 @@ pub struct Engine<F: Float> {
     /// All tasks' `dlogits [ΣQ, V]` and `hlast [ΣQ, H]`, in task order.
     all_dlogits: Vec<F>,
     all_hlast: Vec<F>,
+    /// Pretraining's buffers, made at the first pretraining step.
+    pairs: Option<PairGrad<F>>,
 }
 
 /// A workspace borrowed from the pool for one rayon job, returned when dropped.
@@ -103,6 +109,7 @@ impl<F: Float> Engine<F> {
             out_wt: Vec::new(),
             all_dlogits: Vec::new(),
             all_hlast: Vec::new(),
+            pairs: None,
         })
     }
 
@@ -121,6 +128,11 @@ impl<F: Float> Engine<F> {
     /// θ.
     pub fn theta(&self) -> &[F] {
         &self.theta
+    }
+
+    /// Adam steps taken so far (meta-steps and pretraining steps).
+    pub fn steps(&self) -> u64 {
+        self.step
     }
 
     /// Replaces θ.
@@ -323,6 +335,60 @@ impl<F: Float> Engine<F> {
     }
 }
 
+impl<F: Float> Engine<F> {
+    /// Pretraining: the mean CE at θ of the pairs (`prefixes`, each cut to its last
+    /// `max_prefix_len` items; `labels`) with the dropout multipliers `mask [B, H]` on the final
+    /// hidden states, and its gradient, assigned into `grad`. θ is unchanged.
+    pub fn pretrain_loss_grad<P: AsRef<[u32]> + Sync>(
+        &mut self,
+        prefixes: &[P],
+        labels: &[u32],
+        mask: &[F],
+        max_prefix_len: usize,
+        grad: &mut [F],
+    ) -> Result<f64> {
+        if grad.len() != self.layout.len {
+            return Err(shape_err("gradient buffer", grad.len(), self.layout.len));
+        }
+        let pg = match &mut self.pairs {
+            Some(pg) if pg.max_prefix_len() == max_prefix_len => pg,
+            slot => slot.insert(PairGrad::new(&self.layout, max_prefix_len)),
+        };
+        let loss = pg.loss_grad(&self.theta, prefixes, labels, mask)?;
+        grad.copy_from_slice(pg.grad());
+        Ok(loss)
+    }
+
+    /// [`Engine::pretrain_loss_grad`], then, when the loss is finite, one Adam step on θ with the
+    /// engine's Adam state (the same state meta-training steps). Returns the loss.
+    pub fn pretrain_step_with<P: AsRef<[u32]> + Sync>(
+        &mut self,
+        prefixes: &[P],
+        labels: &[u32],
+        mask: &[F],
+        max_prefix_len: usize,
+        adam: &Adam<F>,
+    ) -> Result<f64> {
+        let mut grad = std::mem::take(&mut self.grad);
+        let loss = self.pretrain_loss_grad(prefixes, labels, mask, max_prefix_len, &mut grad);
+        if let Ok(l) = loss {
+            if l.is_finite() {
+                self.step += 1;
+                adam_step(
+                    &mut self.theta,
+                    &grad,
+                    &mut self.m,
+                    &mut self.v,
+                    self.step,
+                    adam,
+                );
+            }
+        }
+        self.grad = grad;
+        loss
+    }
+}
+
 impl Backend for Engine<f32> {
     fn name(&self) -> &'static str {
         "cpu"
@@ -388,6 +454,17 @@ impl Backend for Engine<f32> {
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
         let weights: Vec<&[f32]> = tasks.iter().map(|t| t.support_weights).collect();
         Engine::evaluate_weighted(self, tasks, &weights, inner.lr, inner.steps)
+    }
+
+    fn pretrain_step(&mut self, batch: &PairBatch, outer: &OuterConfig) -> Result<f64> {
+        let adam = Adam::from_outer(outer);
+        self.pretrain_step_with(
+            batch.prefixes,
+            batch.labels,
+            batch.mask,
+            batch.max_prefix_len,
+            &adam,
+        )
     }
 }
 

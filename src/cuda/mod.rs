@@ -13,12 +13,15 @@ pub mod abi;
 pub mod device;
 pub mod driver;
 pub mod pack;
+mod pretrain;
 pub mod program;
 
 pub use device::{Args, Buf, Device, Kernel, Launch};
 pub use driver::{device_available, Driver};
 
-use crate::backend::{AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, Task, TaskEval};
+use crate::backend::{
+    AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
+};
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
 use abi::{AdamParams, Dims, ReduceParams, TaskDesc, TaskParams, NORM_BLOCKS};
@@ -364,22 +367,6 @@ impl<D: Device> Cuda<D> {
             grad_norm,
         })
     }
-
-    /// One pretraining step of the global model: `chunks` are tasks whose query split is a chunk
-    /// of the batch (their support splits are not used: no inner step), `over` gives each chunk's
-    /// per-pair loss weights (1 / batch size) and dropout mask on the final hidden states. θ takes
-    /// one Adam step (`outer`) on the gradient of Σ w · CE. Returns that loss.
-    pub fn pretrain_step(
-        &mut self,
-        chunks: &[Task],
-        over: &[pack::QueryOverride],
-        outer: &OuterConfig,
-    ) -> Result<f64> {
-        let none = InnerLoop { lr: 0.0, steps: 0 };
-        let st = self.step_with(chunks, &none, outer, Some(over))?;
-        // meta_grad_forward reports the mean of the tasks' losses; each is already weighted.
-        Ok(st.meta_loss * chunks.len() as f64)
-    }
 }
 
 impl<D: Device> Backend for Cuda<D> {
@@ -494,6 +481,16 @@ impl<D: Device> Backend for Cuda<D> {
         let logits = bf.eval_logits.read(d, 0..n * 2 * q_max * v)?;
         let losses = bf.eval_loss.read(d, 0..2 * n)?;
         Ok(pack::task_evals(tasks, &logits, &losses, q_max, v))
+    }
+
+    fn pretrain_step(&mut self, batch: &PairBatch, outer: &OuterConfig) -> Result<f64> {
+        let h = self.dims.h as usize;
+        let chunks = pretrain::Chunks::of(batch, h)?;
+        let none = InnerLoop { lr: 0.0, steps: 0 };
+        let (tasks, over) = (chunks.tasks(), chunks.overrides());
+        let st = self.step_with(&tasks, &none, outer, Some(&over))?;
+        // meta_grad_forward reports the mean of the tasks' losses; each is already weighted.
+        Ok(st.meta_loss * tasks.len() as f64)
     }
 }
 

@@ -305,11 +305,12 @@ pub fn compare_pretraining<D: Device>(
     (pairs, layout, settings): &(PairSet, ParamLayout, PretrainSettings),
     tols: &Tolerances,
 ) -> Result<Vec<Row>> {
-    use crate::pretrain::{fit, fit_chunked};
+    use crate::pretrain::fit;
     let theta = gpu.params()?;
-    let (mut t_cpu, mut t_gpu) = (theta.clone(), theta.clone());
-    let l_cpu = fit(layout, &mut t_cpu, pairs, settings, true)?;
-    let l_gpu = fit_chunked(layout, &mut t_gpu, pairs, settings, true, gpu)?;
+    let mut cpu = Cpu::new(layout.clone(), theta.clone())?;
+    let l_cpu = fit(&mut cpu, pairs, settings, true)?;
+    let l_gpu = fit(gpu, pairs, settings, true)?;
+    let (t_cpu, t_gpu) = (cpu.params()?, gpu.params()?);
     let mut rows: Vec<Row> = vec![(
         "epochs".into(),
         rel_scalar(l_gpu.len() as f64, l_cpu.len() as f64),
