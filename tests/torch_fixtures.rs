@@ -204,6 +204,42 @@ impl Case {
     }
 }
 
+impl Case {
+    /// Compares the second meta-step's update (`after − before`, each side's own θ after the first
+    /// step) with PyTorch's (`after_adam2 − after_adam`) on every named tensor: the second step is
+    /// the one that depends on the clip's scale (softmax-k7 clips), which a comparison of θ itself
+    /// would hide in the size of θ.
+    fn check_second_update<F: cpu::Float>(&self, before: &[F], after: &[F], tol: f64) {
+        assert_eq!(before.len(), self.layout.len, "{}: θ length", self.name);
+        assert_eq!(after.len(), self.layout.len, "{}: θ length", self.name);
+        for t in &self.layout.tensors {
+            let (k1, k2) = (
+                format!("after_adam.{}", t.name),
+                format!("after_adam2.{}", t.name),
+            );
+            let r = t.range();
+            let d_got: Vec<f64> = zip_eq(&after[r.clone()], &before[r], &k2)
+                .map(|(a, b)| a.to_f64() - b.to_f64())
+                .collect();
+            let d_exp: Vec<f64> = zip_eq(self.exp(&k2), self.exp(&k1), &k2)
+                .map(|(a, b)| a - b)
+                .collect();
+            assert!(
+                d_exp.iter().any(|&d| d != 0.0),
+                "{}: {k2} equals {k1}, nothing to compare",
+                self.name
+            );
+            check(
+                self.name,
+                &format!("second update of {}", t.name),
+                &d_got,
+                &d_exp,
+                tol,
+            );
+        }
+    }
+}
+
 /// `a` zipped with `b`, after asserting that they are equally long (a missing output must fail,
 /// not shorten the comparison).
 fn zip_eq<'a, A, B>(
@@ -450,6 +486,7 @@ fn meta_iterations_f64() {
             );
             c.check_params("after_adam", eng.theta(), TOL64);
             c.check_update("after_adam", &c.theta64, eng.theta(), TOL64);
+            let p1 = eng.theta().to_vec();
             let s2 = eng
                 .meta_step_weighted(&tasks, &weights, lr, steps, &adam, c.f("clip"))
                 .unwrap();
@@ -462,6 +499,7 @@ fn meta_iterations_f64() {
                 TOL64,
             );
             c.check_params("after_adam2", eng.theta(), TOL64);
+            c.check_second_update(&p1, eng.theta(), TOL64);
         }
     }
 }
@@ -508,6 +546,7 @@ fn meta_iterations_backend(make: MakeBackend) {
         );
         let p2 = be.params().unwrap();
         c.check_params("after_adam2", &p2, TOL32);
+        c.check_second_update(&p1, &p2, TOL32);
         assert_eq!(be.adam().unwrap().step, 2);
     }
 }
