@@ -9,7 +9,7 @@ mod emu;
 
 use emu::EmuDevice;
 use recmaml::backend::{Backend, Task};
-use recmaml::cuda::{program, Cuda};
+use recmaml::cuda::{plan, program, Cuda};
 use recmaml::model::init_params;
 use recmaml::verify::{self, Case, Tolerances};
 use std::path::PathBuf;
@@ -100,6 +100,24 @@ fn emulated_kernels_match_cpu_odd_sizes_global_whh() {
 fn emulated_kernels_match_cpu_wide() {
     let Some(dev) = emu::device(384) else { return };
     check_case(dev, (300, 32, 128, 2, 20, 5, 1), 15, true);
+}
+
+/// The plans of smaller devices: sm_75 (64 KB of shared memory per block: w_hh stays in global
+/// memory) and sm_86 (99 KB), each at its planned block size (384 threads), on the reference
+/// shape and, for sm_86, H 128 with 20 support sequences.
+#[test]
+fn emulated_kernels_match_cpu_with_the_sm75_and_sm86_plans() {
+    for (cc, dims, max_len) in [
+        (75, (1519, 64, 64, 2, 5, 10, 2), 20),
+        (86, (1519, 64, 64, 2, 5, 10, 2), 20),
+        (86, (300, 32, 128, 2, 20, 5, 1), 15),
+    ] {
+        let Some(mut dev) = emu::device(plan::default_block(cc)) else {
+            return;
+        };
+        dev.set_arch(cc);
+        check_case(dev, dims, max_len, true);
+    }
 }
 
 /// Pretraining (query weights 1/batch, dropout masks on the final hidden states, gradients

@@ -61,6 +61,8 @@ pub trait Device {
     fn block(&self) -> u32;
     /// The most dynamic shared memory a block may use (after opting in).
     fn smem_limit(&self) -> usize;
+    /// The architecture the launches are planned for, `major * 10 + minor` (90 for sm_90).
+    fn arch(&self) -> u32;
     /// `bytes` of device memory (contents undefined).
     fn alloc(&mut self, bytes: usize) -> Result<Self::Mem>;
     /// The address kernels see for `mem`.

@@ -2,7 +2,8 @@
 //! time, so a machine without CUDA gets an error naming what is missing, never a panic).
 
 use super::device::{Device, Kernel, Launch};
-use super::{debug, err, program};
+use super::nvrtc::{self, Image, Nvrtc};
+use super::{debug, err, plan, program};
 use crate::error::Result;
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
@@ -34,6 +35,8 @@ pub fn device_available() -> bool {
 /// Device 0 with the kernel program loaded: one stream does all the work, in issue order.
 pub struct Driver {
     name: String,
+    /// The architecture the launches are planned for (the device's, or `RECMAML_CUDA_PLAN`'s).
+    arch: u32,
     block: u32,
     smem_optin: usize,
     stream: Arc<CudaStream>,
@@ -50,6 +53,28 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// The architecture to plan for and its shared-memory limit: the device's own (`cc`, `optin`),
+/// or with `RECMAML_CUDA_PLAN=sm_XY` an older architecture's plan (block size and shared-memory
+/// limit), which must then be correct on this device too.
+fn planned_arch(cc: u32, optin: usize) -> Result<(u32, usize)> {
+    let Ok(v) = std::env::var("RECMAML_CUDA_PLAN") else {
+        return Ok((cc, optin));
+    };
+    let forced = v
+        .trim()
+        .strip_prefix("sm_")
+        .and_then(|x| x.parse::<u32>().ok())
+        .and_then(plan::DeviceLimits::of_arch)
+        .filter(|l| l.cc <= cc)
+        .ok_or_else(|| {
+            err(format!(
+                "RECMAML_CUDA_PLAN={v}: expected sm_XY for one of {:?} not newer than this device (sm_{cc})",
+                plan::ARCHS
+            ))
+        })?;
+    Ok((forced.cc, forced.smem_per_block.min(optin)))
+}
+
 impl Driver {
     /// Device 0 with the program compiled for its architecture (once per process). Without a
     /// driver, a device or NVRTC this is an error saying which.
@@ -58,12 +83,6 @@ impl Driver {
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(err(
                 "no CUDA driver (libcuda.so) found on this machine; use run.backend = \"cpu\"",
-            ));
-        }
-        if !program::nvrtc_available() {
-            return Err(err(
-                "NVRTC (libnvrtc.so) was not found: put the CUDA toolkit's (or the nvidia-cuda-nvrtc \
-                 wheel's) library folder on LD_LIBRARY_PATH, or use run.backend = \"cpu\"",
             ));
         }
         // cudarc panics on a missing driver symbol (a driver older than the bindings): turn
@@ -85,32 +104,48 @@ impl Driver {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(drv("reading the compute capability"))?;
-        let arch = format!("compute_{major}{minor}");
+        let cc = (major * 10 + minor) as u32;
         let smem_optin = ctx
             .attribute(
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
             .map_err(drv("reading the shared-memory limit"))?
             .max(DEFAULT_SHARED as i32) as usize;
-        let block = program::block_size()?;
-        let t0 = Instant::now();
-        let (ptx, fresh) = program::compile_ptx_once(&arch, block)?;
-        let (nv_major, nv_minor) = program::nvrtc_version()?;
+        let (plan_cc, smem_optin) = planned_arch(cc, smem_optin)?;
+        let block = program::block_size(plan::default_block(plan_cc))?;
         let mut drv_version = 0;
         // SAFETY: the driver is loaded and initialised (a context exists); valid out-pointer.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut drv_version) };
+        let cuda = nvrtc::version_of(drv_version);
+        let nvrtc = Nvrtc::for_driver(cuda)?;
+        let arch = nvrtc.target_for(cc as i32).ok_or_else(|| {
+            err(format!(
+                "{nvrtc:?} cannot compile for this device (sm_{cc}); use the NVRTC of a newer CUDA \
+                 (not newer than the driver, CUDA {}.{}) or run.backend = \"cpu\"",
+                cuda.0, cuda.1
+            ))
+        })?;
+        let t0 = Instant::now();
+        let (image, fresh) = program::compile_once(&nvrtc, &arch, block)?;
         debug(&format!(
-            "{} {} kernels{} for {arch} on {name} in {:.0} ms (NVRTC {nv_major}.{nv_minor}, driver API {drv_version}, options {:?})",
-            if fresh { "compiled" } else { "reused this process's PTX of" },
+            "{} {} kernels{} for {arch} ({}) on {name} (sm_{cc}, planned as sm_{plan_cc}: {block} threads, {smem_optin} bytes of shared memory) in {:.0} ms with {nvrtc:?}, driver CUDA {}.{}, options {:?}",
+            if fresh { "compiled" } else { "reused this process's image of" },
             Kernel::ALL.len(),
             program::kernel_dir().map_or(String::new(), |d| format!(" from {}", d.display())),
+            if matches!(image, Image::Cubin(_)) { "cubin" } else { "PTX, compiled by the driver" },
             t0.elapsed().as_secs_f64() * 1e3,
+            cuda.0,
+            cuda.1,
             program::compile_options(&arch, block)
         ));
+        let ptx = match image {
+            Image::Cubin(bytes) => cudarc::nvrtc::Ptx::from_binary(bytes),
+            Image::Ptx(text) => cudarc::nvrtc::Ptx::from_src(text),
+        };
         let module = ctx.load_module(ptx).map_err(|e| {
             err(format!(
-                "loading the PTX on {name} ({arch}): {e:?}; CUDA_ERROR_UNSUPPORTED_PTX_VERSION \
-                 means NVRTC {nv_major}.{nv_minor} is newer than the driver ({drv_version}): use the NVRTC that matches the driver"
+                "loading the kernels ({arch}, {nvrtc:?}) on {name}: {e:?} (driver CUDA {}.{})",
+                cuda.0, cuda.1
             ))
         })?;
         let mut functions = HashMap::new();
@@ -130,6 +165,7 @@ impl Driver {
         );
         Ok(Driver {
             name,
+            arch: plan_cc,
             block,
             smem_optin,
             stream,
@@ -154,6 +190,10 @@ impl Device for Driver {
 
     fn smem_limit(&self) -> usize {
         self.smem_optin
+    }
+
+    fn arch(&self) -> u32 {
+        self.arch
     }
 
     fn alloc(&mut self, bytes: usize) -> Result<Self::Mem> {

@@ -12,7 +12,9 @@
 pub mod abi;
 pub mod device;
 pub mod driver;
+pub mod nvrtc;
 pub mod pack;
+pub mod plan;
 mod pretrain;
 pub mod program;
 
@@ -213,25 +215,19 @@ impl<D: Device> Cuda<D> {
         over: Option<&[pack::QueryOverride]>,
     ) -> Result<Loaded> {
         let block = self.dev.block();
-        if self.dims.h > block {
-            return Err(Error::Shape(format!(
-                "hidden size {} is larger than the CUDA kernels' {block} threads per block \
-                 (RECMAML_CUDA_BLOCK)",
-                self.dims.h
-            )));
-        }
         let b = pack::pack_with(tasks, &self.dims, inner.steps, block, over)?;
-        let h = self.dims.h as usize;
-        let (bm, rm) = (b.ws.b_max as usize, b.ws.r_max as usize);
-        let limit = self.dev.smem_limit();
-        let plan = abi::smem_plan(h, bm, rm, block as usize, limit, self.smem_whh).ok_or_else(
-            || {
-                Error::Shape(format!(
-                    "{bm} sequences per split × H {h} need {} bytes of shared memory per task; this device allows {limit}",
-                    abi::smem_bytes(h, bm, rm, 1, 1, false),
-                ))
-            },
-        )?;
+        let limits = plan::DeviceLimits {
+            cc: self.dev.arch(),
+            smem_per_block: self.dev.smem_limit(),
+        };
+        let sizes = plan::Sizes {
+            hidden: self.dims.h as usize,
+            seqs: b.ws.b_max as usize,
+            rank: b.ws.r_max as usize,
+        };
+        let plan = plan::plan(&limits, block, &sizes, self.smem_whh)
+            .map_err(Error::Shape)?
+            .smem;
         for k in [Kernel::TaskForward, Kernel::TaskBackward] {
             self.dev.set_smem(k, plan.bytes)?;
         }

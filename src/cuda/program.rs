@@ -3,6 +3,7 @@
 //! header followed by every file in order, with the include lines resolved here (NVRTC adds no
 //! include paths of its own). No fast-math: IEEE division and square root, no flush to zero.
 
+use super::nvrtc::{Image, Nvrtc};
 use crate::error::{Error, Result};
 
 /// The shared header.
@@ -112,15 +113,16 @@ fn assemble(common: &str, files: &[(&str, impl AsRef<str>)]) -> String {
     src
 }
 
-/// Threads per block unless `RECMAML_CUDA_BLOCK` says otherwise: 768 leaves 80 registers per
-/// thread (1024 leave 64, too few for the task kernels without spilling), and 768 threads are
-/// 4 slices of the 3H = 192 gate rows at H 64.
+/// Threads per block of the architecture with the most shared memory and registers to spare
+/// (sm_90): 768 leave 80 registers per thread (1024 leave 64, too few for the task kernels
+/// without spilling), and 768 threads are 4 slices of the 3H = 192 gate rows at H 64. Other
+/// architectures' sizes: [`super::plan::default_block`].
 pub const DEFAULT_BLOCK: u32 = 768;
 
 /// Threads per block: `RECMAML_CUDA_BLOCK` (a multiple of 32 in 64..=1024, for tuning runs) or
-/// [`DEFAULT_BLOCK`]; any other value is an error naming the variable.
-pub fn block_size() -> Result<u32> {
-    std::env::var("RECMAML_CUDA_BLOCK").map_or(Ok(DEFAULT_BLOCK), |s| parse_block(&s))
+/// `planned`; any other value is an error naming the variable.
+pub fn block_size(planned: u32) -> Result<u32> {
+    std::env::var("RECMAML_CUDA_BLOCK").map_or(Ok(planned), |s| parse_block(&s))
 }
 
 /// A `RECMAML_CUDA_BLOCK` value: a multiple of 32 (whole warps) from 64 to 1024.
@@ -173,26 +175,6 @@ pub const PROFILE_PHASES: [&str; 8] = [
     "gru gradient + sgd",
 ];
 
-/// Whether an NVRTC library can be loaded (LD_LIBRARY_PATH, system paths). Never panics.
-pub fn nvrtc_available() -> bool {
-    // SAFETY: only tries to dlopen candidate library names.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
-}
-
-/// The loaded NVRTC's version `(major, minor)`.
-pub fn nvrtc_version() -> Result<(i32, i32)> {
-    if !nvrtc_available() {
-        return Err(nvrtc_missing());
-    }
-    let (mut major, mut minor) = (0, 0);
-    // SAFETY: the library is present (checked above); the out-pointers are valid.
-    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
-    if r != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
-        return Err(backend_err(format!("nvrtcVersion failed: {r:?}")));
-    }
-    Ok((major, minor))
-}
-
 fn backend_err(msg: String) -> Error {
     Error::Backend {
         backend: "cuda".into(),
@@ -200,57 +182,37 @@ fn backend_err(msg: String) -> Error {
     }
 }
 
-fn nvrtc_missing() -> Error {
-    backend_err(
-        "NVRTC (libnvrtc.so) was not found: install the CUDA toolkit or the `nvidia-cuda-nvrtc` \
-         wheel and put its library folder on LD_LIBRARY_PATH"
-            .into(),
-    )
+/// Compiles the program (the binary's kernels, or `RECMAML_KERNEL_DIR`'s) with `nvrtc` for the
+/// target `arch` (`sm_XY` gives a cubin, `compute_XY` PTX) and `block` threads per block.
+pub fn compile(nvrtc: &Nvrtc, arch: &str, block: u32) -> Result<Image> {
+    compile_source(nvrtc, &run_program_source()?, arch, block)
 }
 
-/// [`compile_ptx`] once per process and option set: later calls (every backend a `matrix` or
-/// `pretrain` run creates) reuse the PTX. Returns it and whether it was compiled by this call.
-pub fn compile_ptx_once(arch: &str, block: u32) -> Result<(cudarc::nvrtc::Ptx, bool)> {
+/// [`compile`] of the program text `source` (e.g. a variant's, [`program_source_from`]).
+pub fn compile_source(nvrtc: &Nvrtc, source: &str, arch: &str, block: u32) -> Result<Image> {
+    nvrtc.compile(source, "recmaml_kernels.cu", &compile_options(arch, block))
+}
+
+/// [`compile`] once per process, NVRTC, target and option set: later calls (every backend a
+/// `matrix` or `pretrain` run creates) reuse the image. Returns it and whether this call
+/// compiled it.
+pub fn compile_once(nvrtc: &Nvrtc, arch: &str, block: u32) -> Result<(Image, bool)> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, String>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Image>>> = OnceLock::new();
     let mut key = compile_options(arch, block);
     key.push(format!("{:?}", kernel_dir()));
+    key.push(format!("{nvrtc:?}"));
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(src) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok((cudarc::nvrtc::Ptx::from_src(src.clone()), false));
+    if let Some(image) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok((image.clone(), false));
     }
-    let ptx = compile_ptx(arch, block)?;
+    let image = compile(nvrtc, arch, block)?;
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(key, ptx.to_src());
-    Ok((ptx, true))
-}
-
-/// Compiles the program to PTX for `arch` (e.g. `compute_90`) and `block` threads per block. A
-/// compile error carries NVRTC's log, which names the kernel file and line.
-pub fn compile_ptx(arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
-    compile_ptx_source(&run_program_source()?, arch, block)
-}
-
-/// [`compile_ptx`] of the program text `source` (e.g. a variant's, [`program_source_from`]).
-pub fn compile_ptx_source(source: &str, arch: &str, block: u32) -> Result<cudarc::nvrtc::Ptx> {
-    if !nvrtc_available() {
-        return Err(nvrtc_missing());
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        options: compile_options(arch, block),
-        name: Some("recmaml_kernels.cu".into()),
-        ..Default::default()
-    };
-    cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
-        cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => backend_err(format!(
-            "NVRTC failed to compile the kernels for {arch} ({nvrtc:?}):\n{}",
-            log.to_string_lossy()
-        )),
-        other => backend_err(format!("NVRTC ({arch}): {other:?}")),
-    })
+        .insert(key, image.clone());
+    Ok((image, true))
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ pub struct EmuDevice {
     lib: libloading::Library,
     _dir: tempfile::TempDir,
     block: u32,
+    arch: u32,
     smem_limit: usize,
     /// Task-kernel launches get this fraction of the shared memory the host code asks for
     /// (1.0 normally; less to check that an overrun is caught).
@@ -113,6 +114,7 @@ impl EmuDevice {
             lib,
             _dir: dir,
             block,
+            arch: 90,
             smem_limit: 227 * 1024,
             smem_scale: 1.0,
         }))
@@ -135,6 +137,13 @@ impl EmuDevice {
     /// A short name for messages.
     pub fn name_short(&self) -> String {
         format!("emulator, {} threads", self.block)
+    }
+
+    /// Plans the launches as for architecture `cc` (its shared-memory limit).
+    pub fn set_arch(&mut self, cc: u32) {
+        let l = recmaml::cuda::plan::DeviceLimits::of_arch(cc).expect("a supported architecture");
+        self.arch = cc;
+        self.smem_limit = l.smem_per_block;
     }
 
     /// The shared-memory limit per block that the host code plans against.
@@ -161,6 +170,10 @@ impl Device for EmuDevice {
 
     fn smem_limit(&self) -> usize {
         self.smem_limit
+    }
+
+    fn arch(&self) -> u32 {
+        self.arch
     }
 
     fn alloc(&mut self, bytes: usize) -> Result<EmuMem> {
