@@ -5,11 +5,11 @@
 
 use recmaml::backend::Task;
 use recmaml::cpu::forest::SeqForest;
-use recmaml::cpu::kernels::transpose;
 use recmaml::cpu::ops::{
     embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
     gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
 };
+use recmaml::cpu::simd::transpose;
 use recmaml::cpu::{self, Engine};
 use recmaml::model::{ModelDims, ParamLayout};
 use recmaml::rng::Rng;

@@ -6,9 +6,9 @@
 
 pub mod float;
 pub mod forest;
-pub mod kernels;
 pub mod ops;
 pub mod pretrain;
+pub mod simd;
 pub mod task;
 
 pub use float::Float;
@@ -227,13 +227,13 @@ impl<F: Float> Engine<F> {
         grad.fill(F::ZERO);
         let gru = layout.w_ih().start..layout.b_hh().end;
         for t in tg {
-            kernels::axpy(&mut grad[gru.clone()], F::ONE, &t.gru);
+            simd::axpy(&mut grad[gru.clone()], F::ONE, &t.gru);
             let emb = &mut grad[layout.embedding()];
             for (&id, row) in t.ids.iter().zip(t.emb.chunks_exact(e)) {
                 let id = id as usize;
-                kernels::axpy(&mut emb[id * e..(id + 1) * e], F::ONE, row);
+                simd::axpy(&mut emb[id * e..(id + 1) * e], F::ONE, row);
             }
-            kernels::axpy(&mut grad[layout.out_b()], F::ONE, &t.b_out);
+            simd::axpy(&mut grad[layout.out_b()], F::ONE, &t.b_out);
         }
         // output.weight: one product `dlogits^T hlast` over every task's query pairs, in task
         // order; each row of the result depends only on that order, so the chunking (and the
@@ -249,7 +249,7 @@ impl<F: Float> Engine<F> {
             .par_chunks_mut(REDUCE_ROWS * h)
             .enumerate()
             .for_each(|(c, chunk)| {
-                kernels::ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
+                simd::ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
             });
         let scale = F::ONE / F::from_f64(n as f64);
         for g in grad.iter_mut() {

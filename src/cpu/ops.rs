@@ -8,7 +8,7 @@
 
 use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
-use super::kernels::{
+use super::simd::{
     axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, gru_cell, log_sum_exp, softmax_scaled, transpose,
 };
 

@@ -5,11 +5,11 @@
 //! own optimiser state.
 
 use super::forest::SeqForest;
-use super::kernels::transpose;
 use super::ops::{
     embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
     gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
 };
+use super::simd::transpose;
 use super::Float;
 use crate::data::PairSet;
 use crate::error::{Error, Result};

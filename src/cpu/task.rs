@@ -38,7 +38,7 @@ impl<'a, F: Float> Model<'a, F> {
         let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
         buf.clear();
         buf.resize(v * h, F::ZERO);
-        super::kernels::transpose(buf, &theta[layout.out_w()], v, h);
+        super::simd::transpose(buf, &theta[layout.out_w()], v, h);
     }
 
     fn out_weights<'b>(&self, b: &'b [F], d: &'b [F], g: &'b [F]) -> OutputWeights<'b, F>
@@ -357,7 +357,7 @@ impl<F: Float> TaskWorkspace<F> {
             *g += *d;
         }
         let b = self.dlogits.len() / self.v;
-        super::kernels::ger_acc(
+        super::simd::ger_acc(
             &mut grad[layout.out_w()],
             &self.dlogits,
             self.v,
@@ -388,7 +388,7 @@ impl<F: Float> TaskWorkspace<F> {
             emb[id * e..(id + 1) * e].copy_from_slice(row);
         }
         out[layout.out_b()].copy_from_slice(&self.b_out);
-        super::kernels::ger_acc(
+        super::simd::ger_acc(
             &mut out[layout.out_w()],
             &self.lr_d,
             self.v,
