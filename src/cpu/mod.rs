@@ -1,13 +1,28 @@
-//! The CPU engine: the layers with their backward passes ([`ops`]), one task's inner loop and
-//! query gradient ([`task`]), and [`Engine`], which runs a meta-batch with tasks in parallel
-//! (rayon) and reduces their gradients in task order, so that results are bit-identical across
-//! runs and thread counts. `Engine<f32>` is the [`Cpu`] backend; `Engine<f64>` is the reference
-//! that the fixture tests compare against PyTorch's float64 numbers.
+//! The CPU engine, generic over [`Float`]: `Engine<f32>` is the [`Cpu`] backend, `Engine<f64>` the
+//! reference that the fixture tests compare against PyTorch's float64 numbers.
+//!
+//! Each op family is one file named like its CUDA twin in `kernels/`: the layers [`embedding`],
+//! [`gru`] and [`output_ce`] (each a forward/backward pair side by side, llm.c style), the inner
+//! loop's [`sgd`], and one task's inner loop and query gradient, [`task`]. [`Engine`] (this file)
+//! runs a meta-batch with tasks in parallel (rayon) and reduces their gradients in task order, so
+//! that results are bit-identical across runs and thread counts. Beneath them: [`simd`] (the
+//! dense loops on slices), [`forest`] (sequences packed as a prefix forest) and `scratch.rs`
+//! (reused buffers); beside them, [`pretrain`] (pretraining's loss and gradient).
+//!
+//! Arguments of the layers come in the order outputs, inputs, sizes; gradient buffers start with
+//! `d`.
+//!
+//! **Gradient convention**: parameter gradients accumulate (`+=`) into their buffers, so one buffer
+//! can collect several losses or tasks; activation gradients are assigned (`=`).
 
+pub mod embedding;
 pub mod float;
 pub mod forest;
-pub mod ops;
+pub mod gru;
+pub mod output_ce;
 pub mod pretrain;
+mod scratch;
+pub mod sgd;
 pub mod simd;
 pub mod task;
 
