@@ -6,6 +6,7 @@
 //! `cargo bench --bench ops` (add `-- gru` to run the ones whose name contains `gru`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use recmaml::cpu::adam::{adam_step, Adam};
 use recmaml::cpu::forest::SeqForest;
 use recmaml::cpu::gru::{
     gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache,
@@ -13,7 +14,6 @@ use recmaml::cpu::gru::{
 use recmaml::cpu::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
 use recmaml::cpu::sgd::sgd;
 use recmaml::data::workload::generate_episodes;
-use recmaml::maml::{adam_step, Adam};
 use recmaml::model::init::init_params;
 use recmaml::model::{ModelDims, ParamLayout};
 use recmaml::rng::Rng;

@@ -11,7 +11,6 @@ pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod maml;
 pub mod matrix;
 pub mod model;
 pub mod plot;

@@ -7,9 +7,9 @@
 mod common;
 
 use recmaml::backend::{Backend, InnerLoop, OuterConfig, Task};
+use recmaml::cpu::adam::Adam;
 use recmaml::cpu::{self, Cpu, Engine};
 use recmaml::data::Episode;
-use recmaml::maml::Adam;
 use recmaml::model::{ModelDims, ParamLayout, Recency};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;

@@ -3,9 +3,10 @@
 //!
 //! Each op family is one file named like its CUDA twin in `kernels/`: the layers [`embedding`],
 //! [`gru`] and [`output_ce`] (each a forward/backward pair side by side, llm.c style), the inner
-//! loop's [`sgd`], and one task's inner loop and query gradient, [`task`]. [`Engine`] (this file)
-//! runs a meta-batch with tasks in parallel (rayon) and reduces their gradients in task order, so
-//! that results are bit-identical across runs and thread counts. Beneath them: [`simd`] (the
+//! loop's [`sgd`], one task's inner loop and query gradient, [`task`], and the outer update,
+//! [`clip`] and [`adam`]. [`Engine`] (this file) runs a meta-batch with tasks in parallel (rayon)
+//! and reduces their gradients in task order, so that results are bit-identical across runs and
+//! thread counts. Beneath them: [`simd`] (the
 //! dense loops on slices), [`forest`] (sequences packed as a prefix forest) and `scratch.rs`
 //! (reused buffers); beside them, [`pretrain`] (pretraining's loss and gradient).
 //!
@@ -15,6 +16,8 @@
 //! **Gradient convention**: parameter gradients accumulate (`+=`) into their buffers, so one buffer
 //! can collect several losses or tasks; activation gradients are assigned (`=`).
 
+pub mod adam;
+pub mod clip;
 pub mod embedding;
 pub mod float;
 pub mod forest;
@@ -37,8 +40,9 @@ use crate::backend::{
     AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
 };
 use crate::error::{Error, Result};
-use crate::maml::{adam_step, clip_grad_norm, Adam};
 use crate::model::ParamLayout;
+use adam::{adam_step, Adam};
+use clip::clip_grad_norm;
 use rayon::prelude::*;
 use std::sync::Mutex;
 

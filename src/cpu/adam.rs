@@ -1,31 +1,8 @@
-//! PyTorch's `clip_grad_norm_` and one step of `torch.optim.Adam`, on a flat gradient.
+//! One step of `torch.optim.Adam` on θ ([`adam_step`]) with its hyper-parameters ([`Adam`]),
+//! taken by meta-training and pretraining alike. The CPU twin of `kernels/adam.cu`.
 
+use super::float::Float;
 use crate::backend::OuterConfig;
-use crate::cpu::Float;
-
-/// PyTorch's `clip_grad_norm_` on one flat gradient: computes the total L2 norm and, when
-/// `max_norm / (norm + 1e-6) < 1`, scales the gradient by that factor. `max_norm <= 0` or
-/// infinite disables the clip. Returns the norm before clipping (accumulated in f64).
-pub fn clip_grad_norm<F: Float>(grad: &mut [F], max_norm: f64) -> f64 {
-    let norm = grad
-        .iter()
-        .map(|g| {
-            let g = g.to_f64();
-            g * g
-        })
-        .sum::<f64>()
-        .sqrt();
-    if max_norm > 0.0 && max_norm.is_finite() {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            let c = F::from_f64(coef);
-            for g in grad.iter_mut() {
-                *g *= c;
-            }
-        }
-    }
-    norm
-}
 
 /// `torch.optim.Adam`'s hyper-parameters in the engine's float type.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,20 +65,6 @@ pub fn adam_step<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[test]
-    fn clip_scales_only_above_the_bound() {
-        let mut g = vec![3.0f64, 4.0];
-        assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
-        assert_eq!(g, vec![3.0, 4.0]);
-        let n = clip_grad_norm(&mut g, 1.0);
-        assert_eq!(n, 5.0);
-        let c = 1.0 / (5.0 + 1e-6);
-        assert!((g[0] - 3.0 * c).abs() < 1e-15 && (g[1] - 4.0 * c).abs() < 1e-15);
-        let mut g = vec![3.0f64, 4.0];
-        clip_grad_norm(&mut g, f64::INFINITY);
-        clip_grad_norm(&mut g, 0.0);
-        assert_eq!(g, vec![3.0, 4.0]);
-    }
 
     #[test]
     fn adam_first_step_moves_by_lr_times_sign() {
