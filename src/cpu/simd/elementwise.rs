@@ -1,5 +1,5 @@
-//! Element-wise and per-row functions: `axpy`, the stable log-sum-exp and scaled softmax of a row of
-//! logits, the GRU cell, and `transpose`.
+//! Element-wise and per-row functions: `axpy`, the stable log-sum-exp and the scaled softmax of a
+//! row of logits, the GRU cell, and `transpose`.
 
 use super::isa::{madd, Isa, AVX2, AVX512, BASE, LANES};
 use crate::cpu::float::Float;

@@ -181,7 +181,7 @@ fn tile_rows<F: Float, const W: usize, const R: usize, const T: usize>(
     }
 }
 
-/// One arm of [`row_blocks`]: `$body` with the constants `$r` (rows) and `$nv` (registers of
+/// One arm of `row_blocks!`: `$body` with the constants `$r` (rows) and `$nv` (registers of
 /// columns) defined.
 macro_rules! row_block_arm {
     ($r:ident, $nv:ident, $rv:literal, $nvv:literal, $body:block) => {{

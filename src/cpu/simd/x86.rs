@@ -4,7 +4,7 @@
 
 use super::isa::{reduce_lanes, LANES};
 
-/// Explicit SIMD versions of [`tile_rows`](super::gemm::tile_rows) for `f32`, one module per
+/// Explicit SIMD versions of `gemm::tile_rows` for `f32`, one module per
 /// instruction set.
 macro_rules! simd_tiles {
     ($(#[$m:meta])* $module:ident, $feat:literal, $v:ty, $lanes:literal, $zero:ident, $set1:ident,
@@ -16,7 +16,7 @@ macro_rules! simd_tiles {
             /// f32 lanes per register.
             const L: usize = $lanes;
 
-            /// [`col_tile`](super::super::gemm::col_tile) with `NV` registers of columns: `y` points at
+            /// `gemm::col_tile` with `NV` registers of columns: `y` points at
             /// `Y[i0][j]`, `mm` at `M[0][j]`; both have row stride `n`.
             ///
             /// # Safety
@@ -68,7 +68,7 @@ macro_rules! simd_tiles {
                 }
             }
 
-            /// [`tile_rows`](super::super::gemm::tile_rows) for `f32`: tiles of `NV`, 4, 2 and 1 registers,
+            /// `gemm::tile_rows` for `f32`: tiles of `NV`, 4, 2 and 1 registers,
             /// then an overlapping one-register tile (or single columns when `n < L`).
             ///
             /// # Safety
@@ -123,7 +123,7 @@ macro_rules! simd_tiles {
             /// Registers per 16-lane dot-product accumulator.
             const NL: usize = super::LANES / L;
 
-            /// [`dot_tile`](super::super::gemm::dot_tile) for `f32`, bit for bit.
+            /// `gemm::dot_tile` for `f32`, bit for bit.
             ///
             /// # Safety
             /// The CPU has the features.
@@ -174,7 +174,8 @@ macro_rules! simd_tiles {
                 }
             }
 
-            /// [`gemm_nt_acc`](super::super::gemm::gemm_nt_acc) for `f32`: tiles of `RR` rows by 2 vectors.
+            /// [`gemm_nt_acc`](super::super::gemm_nt_acc) for `f32`: tiles of `RR` rows by 2
+            /// vectors.
             ///
             /// # Safety
             /// The CPU has the features.
