@@ -6,13 +6,14 @@
 //! `cargo bench --bench ops` (add `-- gru` to run the ones whose name contains `gru`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use recmaml::cpu::adam::{adam_step, Adam};
 use recmaml::cpu::forest::SeqForest;
-use recmaml::cpu::ops::{
-    gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, output_ce_backward,
-    output_ce_forward, sgd, GruCache, OutputWeights,
+use recmaml::cpu::gru::{
+    gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache,
 };
+use recmaml::cpu::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
+use recmaml::cpu::sgd::sgd;
 use recmaml::data::workload::generate_episodes;
-use recmaml::maml::{adam_step, Adam};
 use recmaml::model::init::init_params;
 use recmaml::model::{ModelDims, ParamLayout};
 use recmaml::rng::Rng;

@@ -2,7 +2,7 @@
 // partials of clip_forward in the same order (so all agree on the norm); block 0 reports it in
 // stats[1]. When the meta-loss (stats[0]) or the norm is not finite, θ and the moments are left
 // unchanged, like the CPU engine. The bias corrections come from the host (same formulas as
-// maml::adam_step).
+// cpu::adam::adam_step).
 #include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(RM_BLOCK)

@@ -184,8 +184,8 @@ pub const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
 
 impl RecencyConfig {
     /// The weighting scheme this section names (validated by [`Config::validate`]).
-    pub fn scheme(&self) -> crate::maml::Recency {
-        use crate::maml::Recency;
+    pub fn scheme(&self) -> crate::model::Recency {
+        use crate::model::Recency;
         match self.weighting_scheme.as_str() {
             "equal" => Recency::Equal,
             "linear" => Recency::Linear,

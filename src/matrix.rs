@@ -13,7 +13,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::eval::{self, bootstrap_mean, Estimate, METRICS};
+use crate::metrics::{self, bootstrap_mean, Estimate, METRICS};
 use crate::pretrain;
 use crate::train::{self, EpisodeRecord, TrainOptions};
 use clap::Args;
@@ -358,11 +358,11 @@ fn per_episode(records: &[EpisodeRecord]) -> (Vec<i64>, Vec<[f64; 5]>, Vec<[f64;
     let ids = records.iter().map(|r| r.episode_id).collect();
     let z = records
         .iter()
-        .map(|r| eval::episode_metrics(&r.zero_shot_rank))
+        .map(|r| metrics::episode_metrics(&r.zero_shot_rank))
         .collect();
     let f = records
         .iter()
-        .map(|r| eval::episode_metrics(&r.few_shot_rank))
+        .map(|r| metrics::episode_metrics(&r.few_shot_rank))
         .collect();
     (ids, z, f)
 }

@@ -7,7 +7,7 @@
 //! files are rendered completely before either is written, and each is written atomically.
 
 use crate::error::{Error, Result};
-use crate::maml::Recency;
+use crate::model::Recency;
 use crate::util::atomic_write;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::cpu::{mean_loss, Cpu, Float};
 use crate::data::{self, PairSet};
 use crate::error::{Error, Result};
-use crate::eval::{self, MetricSet};
+use crate::metrics::{self, MetricSet};
 use crate::model::{ModelDims, ParamLayout};
 use crate::rng::Rng;
 use crate::train::{self, WeightedSet};
@@ -217,9 +217,9 @@ pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<train::EpisodeRec
             let ranks: Vec<usize> = ep
                 .query_labels
                 .iter()
-                .map(|&y| eval::rank_of(scores, y))
+                .map(|&y| metrics::rank_of(scores, y))
                 .collect();
-            let top = vec![eval::top1(scores); ranks.len()];
+            let top = vec![metrics::top1(scores); ranks.len()];
             train::EpisodeRecord {
                 episode_id: ep.episode_id,
                 user_id: ep.user_id.clone(),

@@ -6,7 +6,7 @@ use crate::checkpoint::{self, StateDict};
 use crate::config::Config;
 use crate::data::{self, EpisodeSet};
 use crate::error::{Error, Result};
-use crate::eval::{self, MetricSet};
+use crate::metrics::{self, MetricSet};
 use crate::model::{ModelDims, ParamLayout};
 use crate::rng::Rng;
 use crate::util::{atomic_write, run_tag, Progress};
@@ -184,7 +184,7 @@ pub fn evaluate_set(
                     .enumerate()
                     .map(|(j, &y)| {
                         let row = &logits[j * v..(j + 1) * v];
-                        (eval::top1(row), eval::rank_of(row, y))
+                        (metrics::top1(row), metrics::rank_of(row, y))
                     })
                     .unzip()
             };
@@ -212,11 +212,11 @@ pub fn evaluate_set(
 pub fn summarize(records: &[EpisodeRecord]) -> EvalSummary {
     let zs: Vec<[f64; 5]> = records
         .iter()
-        .map(|r| eval::episode_metrics(&r.zero_shot_rank))
+        .map(|r| metrics::episode_metrics(&r.zero_shot_rank))
         .collect();
     let fs: Vec<[f64; 5]> = records
         .iter()
-        .map(|r| eval::episode_metrics(&r.few_shot_rank))
+        .map(|r| metrics::episode_metrics(&r.few_shot_rank))
         .collect();
     let n = records.len().max(1) as f64;
     EvalSummary {

@@ -161,7 +161,7 @@ fn library_few_shot_losses(model: &Path, eps: &[Episode], weights: &[Vec<f32>]) 
 /// equal, the default `exponential` (λ = 0.5), and episode 0's time weights for every episode.
 fn wrong_weights(eps: &[Episode], right: &[Vec<f32>]) -> Vec<(&'static str, Vec<Vec<f32>>)> {
     let k = right[0].len();
-    let expo = recmaml::maml::Recency::Exponential { lambda: 0.5 }
+    let expo = recmaml::model::Recency::Exponential { lambda: 0.5 }
         .weights(k, None)
         .unwrap()
         .into_iter()

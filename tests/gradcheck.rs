@@ -4,12 +4,13 @@
 //! the error is `||g_fd − g|| / ||g||` per tensor, required under 1e-6.
 
 use recmaml::backend::Task;
+use recmaml::cpu::embedding::{embedding_backward, embedding_forward};
 use recmaml::cpu::forest::SeqForest;
-use recmaml::cpu::kernels::transpose;
-use recmaml::cpu::ops::{
-    embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
-    gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
+use recmaml::cpu::gru::{
+    gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache,
 };
+use recmaml::cpu::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
+use recmaml::cpu::simd::transpose;
 use recmaml::cpu::{self, Engine};
 use recmaml::model::{ModelDims, ParamLayout};
 use recmaml::rng::Rng;

@@ -2,8 +2,8 @@
 //! per-episode differences, resampled over episodes jointly for both rows) and the verdicts drawn
 //! from its interval, against hand-computed cases.
 
-use recmaml::eval::{Estimate, METRICS};
 use recmaml::matrix::{paired_difference, verdict, Aggregate, MatrixReport, RowReport, SeedResult};
+use recmaml::metrics::{Estimate, METRICS};
 use std::collections::BTreeMap;
 
 /// One (row, seed) result whose few-shot value of metric `metric` is `values[e]` on episode

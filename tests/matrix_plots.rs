@@ -2,8 +2,8 @@
 //! the report's rows (`matrix::val_curve_series`, `matrix::few_shot_intervals`, the inputs of
 //! `plot::val_curves` and `plot::row_intervals`). The drawing itself is tested in `plots.rs`.
 
-use recmaml::eval::{Estimate, METRICS};
 use recmaml::matrix::{few_shot_intervals, val_curve_series, Aggregate, MatrixReport, RowReport};
+use recmaml::metrics::{Estimate, METRICS};
 use recmaml::plot::{RowInterval, Series};
 use std::collections::BTreeMap;
 

@@ -19,9 +19,9 @@
 //! Where PyTorch's update of an entry is exactly zero (the padding row, items no batch has used),
 //! the engine's must be exactly zero too.
 
+use recmaml::cpu::adam::Adam;
 use recmaml::cpu::Engine;
 use recmaml::cpu::Float;
-use recmaml::maml::Adam;
 use recmaml::model::{ModelDims, ParamLayout};
 use recmaml::pretrain::Dropout;
 use safetensors::{Dtype, SafeTensors};

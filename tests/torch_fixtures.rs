@@ -7,10 +7,10 @@
 mod common;
 
 use recmaml::backend::{Backend, InnerLoop, OuterConfig, Task};
+use recmaml::cpu::adam::Adam;
 use recmaml::cpu::{self, Cpu, Engine};
 use recmaml::data::Episode;
-use recmaml::maml::{Adam, Recency};
-use recmaml::model::{ModelDims, ParamLayout};
+use recmaml::model::{ModelDims, ParamLayout, Recency};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -1,14 +1,33 @@
-//! The CPU engine: the layers with their backward passes ([`ops`]), one task's inner loop and
-//! query gradient ([`task`]), and [`Engine`], which runs a meta-batch with tasks in parallel
-//! (rayon) and reduces their gradients in task order, so that results are bit-identical across
-//! runs and thread counts. `Engine<f32>` is the [`Cpu`] backend; `Engine<f64>` is the reference
-//! that the fixture tests compare against PyTorch's float64 numbers.
+//! The CPU engine, generic over [`Float`]: `Engine<f32>` is the [`Cpu`] backend, `Engine<f64>` the
+//! reference that the fixture tests compare against PyTorch's float64 numbers.
+//!
+//! Each op family is one file named like its CUDA twin in `kernels/`: the layers [`embedding`],
+//! [`gru`] and [`output_ce`] (each a forward/backward pair side by side, llm.c style), the inner
+//! loop's [`sgd`], one task's inner loop and query gradient, [`task`], the reduction of the tasks'
+//! gradients in task order, [`meta_grad`], and the outer update, [`clip`] and [`adam`]. [`Engine`]
+//! (this file) runs a meta-batch with tasks in parallel (rayon) and reduces their gradients, so
+//! that results are bit-identical across runs and thread counts. Beneath them: [`simd`] (the
+//! dense loops on slices), [`forest`] (sequences packed as a prefix forest) and `scratch.rs`
+//! (reused buffers); beside them, [`pretrain`] (pretraining's loss and gradient).
+//!
+//! Arguments of the layers come in the order outputs, inputs, sizes; gradient buffers start with
+//! `d`.
+//!
+//! **Gradient convention**: parameter gradients accumulate (`+=`) into their buffers, so one buffer
+//! can collect several losses or tasks; activation gradients are assigned (`=`).
 
+pub mod adam;
+pub mod clip;
+pub mod embedding;
 pub mod float;
 pub mod forest;
-pub mod kernels;
-pub mod ops;
+pub mod gru;
+pub mod meta_grad;
+pub mod output_ce;
 pub mod pretrain;
+mod scratch;
+pub mod sgd;
+pub mod simd;
 pub mod task;
 
 pub use float::Float;
@@ -22,16 +41,15 @@ use crate::backend::{
     AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
 };
 use crate::error::{Error, Result};
-use crate::maml::{adam_step, clip_grad_norm, Adam};
 use crate::model::ParamLayout;
+use adam::{adam_step, Adam};
+use clip::clip_grad_norm;
+use meta_grad::MetaGrad;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// The f32 CPU backend.
 pub type Cpu = Engine<f32>;
-
-/// Rows of `output.weight` per parallel chunk of the meta-gradient reduction.
-const REDUCE_ROWS: usize = 64;
 
 /// Meta-parameters, Adam state and reusable per-thread workspaces, generic over the float type.
 #[derive(Debug)]
@@ -48,9 +66,8 @@ pub struct Engine<F: Float> {
     grad: Vec<F>,
     /// θ's `output.weight` transposed, refreshed at each meta-gradient or evaluation.
     out_wt: Vec<F>,
-    /// All tasks' `dlogits [ΣQ, V]` and `hlast [ΣQ, H]`, in task order.
-    all_dlogits: Vec<F>,
-    all_hlast: Vec<F>,
+    /// The meta-gradient reduction's buffers.
+    meta_grad: MetaGrad<F>,
     /// Pretraining's buffers, made at the first pretraining step.
     pairs: Option<PairGrad<F>>,
 }
@@ -107,8 +124,7 @@ impl<F: Float> Engine<F> {
             task_grads: Vec::new(),
             grad: vec![F::ZERO; p],
             out_wt: Vec::new(),
-            all_dlogits: Vec::new(),
-            all_hlast: Vec::new(),
+            meta_grad: MetaGrad::default(),
             pairs: None,
         })
     }
@@ -205,56 +221,13 @@ impl<F: Float> Engine<F> {
                     ws.export_grad(out);
                 },
             );
-        self.reduce(grad);
+        self.meta_grad.reduce(grad, &self.task_grads, &self.layout);
         let n = tasks.len() as f64;
         Ok(self.task_grads[..tasks.len()]
             .iter()
             .map(|t| t.loss.to_f64())
             .sum::<f64>()
             / n)
-    }
-
-    /// Sums the per-task gradients in task order into `grad` and divides by the task count.
-    fn reduce(&mut self, grad: &mut [F]) {
-        let layout = &self.layout;
-        let (v, e, h) = (
-            layout.dims.n_items,
-            layout.dims.embed_dim,
-            layout.dims.hidden_dim,
-        );
-        let n = self.task_grads.len();
-        let tg = &self.task_grads[..n];
-        grad.fill(F::ZERO);
-        let gru = layout.w_ih().start..layout.b_hh().end;
-        for t in tg {
-            kernels::axpy(&mut grad[gru.clone()], F::ONE, &t.gru);
-            let emb = &mut grad[layout.embedding()];
-            for (&id, row) in t.ids.iter().zip(t.emb.chunks_exact(e)) {
-                let id = id as usize;
-                kernels::axpy(&mut emb[id * e..(id + 1) * e], F::ONE, row);
-            }
-            kernels::axpy(&mut grad[layout.out_b()], F::ONE, &t.b_out);
-        }
-        // output.weight: one product `dlogits^T hlast` over every task's query pairs, in task
-        // order; each row of the result depends only on that order, so the chunking (and the
-        // thread count) does not change a bit.
-        self.all_dlogits.clear();
-        self.all_hlast.clear();
-        for t in tg {
-            self.all_dlogits.extend_from_slice(&t.dlogits);
-            self.all_hlast.extend_from_slice(&t.hlast);
-        }
-        let (dl, hl) = (&self.all_dlogits, &self.all_hlast);
-        grad[layout.out_w()]
-            .par_chunks_mut(REDUCE_ROWS * h)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                kernels::ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
-            });
-        let scale = F::ONE / F::from_f64(n as f64);
-        for g in grad.iter_mut() {
-            *g *= scale;
-        }
     }
 
     /// One meta-iteration: meta-gradient, clip to total norm `clip` (`<= 0` or infinite: no

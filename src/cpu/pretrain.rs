@@ -4,13 +4,12 @@
 //! pretraining step ([`super::Engine::pretrain_step_with`]) takes Adam's step with the engine's
 //! own optimiser state.
 
+use super::embedding::{embedding_backward, embedding_forward};
+use super::float::Float;
 use super::forest::SeqForest;
-use super::kernels::transpose;
-use super::ops::{
-    embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
-    gru_split_mut, output_ce_backward, output_ce_forward, GruCache, OutputWeights,
-};
-use super::Float;
+use super::gru::{gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache};
+use super::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
+use super::simd::transpose;
 use crate::data::PairSet;
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;

@@ -9,12 +9,13 @@
 //! copied, and `output.weight` stays the shared θ plus the low-rank SGD updates (see
 //! [`OutputWeights`]).
 
+use super::embedding::{embedding_backward, embedding_forward};
 use super::float::Float;
 use super::forest::SeqForest;
-use super::ops::{
-    embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
-    gru_split_mut, output_ce_backward, output_ce_forward, sgd, GruCache, OutputWeights,
-};
+use super::gru::{gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache};
+use super::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
+use super::scratch::{ensure, resize};
+use super::sgd::sgd;
 use crate::backend::Task;
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
@@ -38,7 +39,7 @@ impl<'a, F: Float> Model<'a, F> {
         let (v, h) = (layout.dims.n_items, layout.dims.hidden_dim);
         buf.clear();
         buf.resize(v * h, F::ZERO);
-        super::kernels::transpose(buf, &theta[layout.out_w()], v, h);
+        super::simd::transpose(buf, &theta[layout.out_w()], v, h);
     }
 
     fn out_weights<'b>(&self, b: &'b [F], d: &'b [F], g: &'b [F]) -> OutputWeights<'b, F>
@@ -167,17 +168,6 @@ pub struct TaskWorkspace<F> {
     last: Option<Split>,
 }
 
-/// Sets the length to `n` with every element 0.
-fn fill<F: Float>(v: &mut Vec<F>, n: usize) {
-    v.clear();
-    v.resize(n, F::ZERO);
-}
-
-/// Sets the length to `n` keeping old contents, for buffers that are overwritten entirely.
-fn ensure<F: Float>(v: &mut Vec<F>, n: usize) {
-    v.resize(n, F::ZERO);
-}
-
 /// The GRU's contiguous range `w_ih | w_hh | b_ih | b_hh` in the flat layout.
 fn gru_range(layout: &ParamLayout) -> Range<usize> {
     layout.w_ih().start..layout.b_hh().end
@@ -270,9 +260,9 @@ impl<F: Float> TaskWorkspace<F> {
         };
         let forest = &pre.forest;
         let (u, b) = (forest.uniq.len(), forest.n_seqs());
-        fill(&mut self.dgru, gru_block_len(e, h));
-        fill(&mut self.dtable, self.table.len());
-        fill(&mut self.db_out, v);
+        resize(&mut self.dgru, gru_block_len(e, h));
+        resize(&mut self.dtable, self.table.len());
+        resize(&mut self.db_out, v);
         ensure(&mut self.dlogits, b * v);
         ensure(&mut self.dhlast, b * h);
         let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
@@ -357,7 +347,7 @@ impl<F: Float> TaskWorkspace<F> {
             *g += *d;
         }
         let b = self.dlogits.len() / self.v;
-        super::kernels::ger_acc(
+        super::simd::ger_acc(
             &mut grad[layout.out_w()],
             &self.dlogits,
             self.v,
@@ -388,7 +378,7 @@ impl<F: Float> TaskWorkspace<F> {
             emb[id * e..(id + 1) * e].copy_from_slice(row);
         }
         out[layout.out_b()].copy_from_slice(&self.b_out);
-        super::kernels::ger_acc(
+        super::simd::ger_acc(
             &mut out[layout.out_w()],
             &self.lr_d,
             self.v,

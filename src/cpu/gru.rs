@@ -1,50 +1,13 @@
-//! The layers of GRU4Rec, each a forward/backward pair side by side (llm.c style), generic over
-//! [`Float`] (`f32` for the backend, `f64` for the reference).
-//!
-//! Arguments come in the order outputs, inputs, sizes; gradient buffers start with `d`.
-//!
-//! **Gradient convention**: parameter gradients accumulate (`+=`) into their buffers, so one buffer
-//! can collect several losses or tasks; activation gradients are assigned (`=`).
+//! The GRU layer (PyTorch's `nn.GRU(E, H)`: one layer, gates r, z, n, h0 = 0) over a
+//! [`SeqForest`] of sequences: the forward step by step through the forest's levels, keeping in a
+//! [`GruCache`] what the backward through time needs, and that backward. The parameters are one
+//! contiguous block of the flat layout, split into [`GruWeights`] / [`GruGrads`]. The CPU twin of
+//! `kernels/gru.cu`.
 
 use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
-use super::kernels::{
-    axpy, gemm_nn_acc, gemm_nt_acc, ger_acc, gru_cell, log_sum_exp, softmax_scaled, transpose,
-};
-
-// ---------------------------------------------------------------------------------------------
-// embedding
-
-/// `out[i] = table[ids[i]]`: `out [n, e]`, `table [rows, e]`.
-pub fn embedding_forward<F: Float>(out: &mut [F], table: &[F], ids: &[u32], e: usize) {
-    for (o, &id) in out.chunks_exact_mut(e).zip(ids) {
-        let id = id as usize;
-        o.copy_from_slice(&table[id * e..(id + 1) * e]);
-    }
-}
-
-/// `dtable[ids[i]] += dout[i]`, except for the row `padding` (PyTorch's `padding_idx`: that row is
-/// read by the forward but never receives gradient).
-pub fn embedding_backward<F: Float>(
-    dtable: &mut [F],
-    dout: &[F],
-    ids: &[u32],
-    padding: Option<u32>,
-    e: usize,
-) {
-    for (d, &id) in dout.chunks_exact(e).zip(ids) {
-        if Some(id) == padding {
-            continue;
-        }
-        let id = id as usize;
-        for (t, &g) in dtable[id * e..(id + 1) * e].iter_mut().zip(d) {
-            *t += g;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// GRU
+use super::scratch::{ensure, resize};
+use super::simd::{axpy, gemm_nn_acc, ger_acc, gru_cell, transpose};
 
 /// The GRU's parameters, PyTorch's `gru.*_l0` (gate order r, z, n in the 3H rows).
 #[derive(Clone, Copy, Debug)]
@@ -127,17 +90,6 @@ pub struct GruCache<F> {
     dgh: Vec<F>,
     dxi: Vec<F>,
     dhp: Vec<F>,
-}
-
-/// Sets the length to `n` with every element 0.
-fn resize<F: Float>(v: &mut Vec<F>, n: usize) {
-    v.clear();
-    v.resize(n, F::ZERO);
-}
-
-/// Sets the length to `n` keeping old contents, for buffers the caller overwrites entirely.
-fn ensure<F: Float>(v: &mut Vec<F>, n: usize) {
-    v.resize(n, F::ZERO);
 }
 
 /// Sums the rows of `m [rows, n]` into `out [n]` (`+=`).
@@ -306,118 +258,4 @@ pub fn gru_backward<F: Float>(
     let dx = &mut dx[..u * e];
     dx.fill(F::ZERO);
     gemm_nn_acc(dx, &cache.dxi, w.w_ih, e);
-}
-
-// ---------------------------------------------------------------------------------------------
-// output layer + weighted cross-entropy
-
-/// The output layer `logits = W h + b` with `W = w + Σ_r d_r ⊗ g_r`: the dense `output.weight
-/// [V, H]` plus a low-rank correction (`d [R, V]`, `g [R, H]`, R may be 0). The inner loop keeps
-/// its SGD updates of `output.weight` in this form: a step on K samples adds K rank-1 terms
-/// instead of touching all V×H weights.
-#[derive(Clone, Copy, Debug)]
-pub struct OutputWeights<'a, F> {
-    /// `output.weight [V, H]`.
-    pub w: &'a [F],
-    /// The same transposed, `[H, V]`.
-    pub wt: &'a [F],
-    /// `output.bias [V]`.
-    pub b: &'a [F],
-    /// Low-rank factors over items, `[R, V]`.
-    pub d: &'a [F],
-    /// Low-rank factors over hidden units, `[R, H]`.
-    pub g: &'a [F],
-}
-
-impl<F> OutputWeights<'_, F> {
-    fn rank(&self) -> usize {
-        self.g.len() / (self.w.len() / self.b.len()).max(1)
-    }
-}
-
-/// Forward of the output layer and cross-entropy for B samples with hidden states `h [B, H]`:
-/// writes `logits [B, V]`, `lse [B]` (log-sum-exp per sample, kept for the backward) and
-/// `losses [B]` (`CE_s = lse_s − logit_s[label_s]`); returns `Σ_s weights[s] · CE_s`. `coef [B, R]`
-/// is scratch.
-#[allow(clippy::too_many_arguments)]
-pub fn output_ce_forward<F: Float>(
-    logits: &mut [F],
-    lse: &mut [F],
-    losses: &mut [F],
-    coef: &mut Vec<F>,
-    h: &[F],
-    ow: OutputWeights<F>,
-    labels: &[u32],
-    weights: &[F],
-    v: usize,
-    hd: usize,
-) -> F {
-    let b = labels.len();
-    let (logits, h) = (&mut logits[..b * v], &h[..b * hd]);
-    for row in logits.chunks_exact_mut(v) {
-        row.copy_from_slice(ow.b);
-    }
-    gemm_nn_acc(logits, h, ow.wt, v);
-    let rank = ow.rank();
-    if rank > 0 {
-        resize(coef, b * rank);
-        gemm_nt_acc(coef, h, ow.g, hd);
-        gemm_nn_acc(logits, coef, ow.d, v);
-    }
-    let mut total = F::ZERO;
-    for s in 0..b {
-        let row = &logits[s * v..(s + 1) * v];
-        lse[s] = log_sum_exp(row);
-        losses[s] = lse[s] - row[labels[s] as usize];
-        total += weights[s] * losses[s];
-    }
-    total
-}
-
-/// Backward of [`output_ce_forward`]: `dlogits [B, V]` (assigned) `= weights[s] · (softmax(logits_s)
-/// − onehot(label_s))`, `dh [B, H]` (assigned), `db [V]` (accumulated) and, when given, the dense
-/// `dw [V, H]` (accumulated; the inner loop instead keeps `dlogits` and `h` as a low-rank update).
-#[allow(clippy::too_many_arguments)]
-pub fn output_ce_backward<F: Float>(
-    dlogits: &mut [F],
-    dh: &mut [F],
-    db: &mut [F],
-    dw: Option<&mut [F]>,
-    coef: &mut Vec<F>,
-    logits: &[F],
-    lse: &[F],
-    h: &[F],
-    ow: OutputWeights<F>,
-    labels: &[u32],
-    weights: &[F],
-    v: usize,
-    hd: usize,
-) {
-    let b = labels.len();
-    let (dlogits, dh, h) = (&mut dlogits[..b * v], &mut dh[..b * hd], &h[..b * hd]);
-    for s in 0..b {
-        let d = &mut dlogits[s * v..(s + 1) * v];
-        softmax_scaled(d, &logits[s * v..(s + 1) * v], lse[s], weights[s]);
-        d[labels[s] as usize] -= weights[s];
-        axpy(db, F::ONE, d);
-    }
-    dh.fill(F::ZERO);
-    gemm_nn_acc(dh, dlogits, ow.w, hd);
-    let rank = ow.rank();
-    if rank > 0 {
-        resize(coef, b * rank);
-        gemm_nt_acc(coef, dlogits, ow.d, v);
-        gemm_nn_acc(dh, coef, ow.g, hd);
-    }
-    if let Some(dw) = dw {
-        ger_acc(dw, dlogits, v, h, hd);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// SGD
-
-/// One SGD step `params -= lr · grads`.
-pub fn sgd<F: Float>(params: &mut [F], grads: &[F], lr: F) {
-    axpy(params, -lr, grads);
 }

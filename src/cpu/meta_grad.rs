@@ -1,0 +1,65 @@
+//! The first-order meta-gradient: the mean over a meta-batch's tasks of their query gradients,
+//! summed in task order so that the result is the same bit for bit on every run and thread count.
+//! The CPU twin of `kernels/meta_grad.cu`.
+
+use super::float::Float;
+use super::simd::{axpy, ger_acc};
+use super::task::TaskGrad;
+use crate::model::ParamLayout;
+use rayon::prelude::*;
+
+/// Rows of `output.weight` per parallel chunk of the meta-gradient reduction.
+const REDUCE_ROWS: usize = 64;
+
+/// The reduction of the tasks' gradients, with its buffers (reused between meta-iterations).
+#[derive(Debug, Default)]
+pub struct MetaGrad<F> {
+    /// All tasks' `dlogits [ΣQ, V]` and `hlast [ΣQ, H]`, in task order.
+    all_dlogits: Vec<F>,
+    all_hlast: Vec<F>,
+}
+
+impl<F: Float> MetaGrad<F> {
+    /// Sums the per-task gradients `task_grads` in task order into `grad [P]` (assigned) and
+    /// divides by the task count.
+    pub fn reduce(&mut self, grad: &mut [F], task_grads: &[TaskGrad<F>], layout: &ParamLayout) {
+        let (v, e, h) = (
+            layout.dims.n_items,
+            layout.dims.embed_dim,
+            layout.dims.hidden_dim,
+        );
+        let n = task_grads.len();
+        let tg = &task_grads[..n];
+        grad.fill(F::ZERO);
+        let gru = layout.w_ih().start..layout.b_hh().end;
+        for t in tg {
+            axpy(&mut grad[gru.clone()], F::ONE, &t.gru);
+            let emb = &mut grad[layout.embedding()];
+            for (&id, row) in t.ids.iter().zip(t.emb.chunks_exact(e)) {
+                let id = id as usize;
+                axpy(&mut emb[id * e..(id + 1) * e], F::ONE, row);
+            }
+            axpy(&mut grad[layout.out_b()], F::ONE, &t.b_out);
+        }
+        // output.weight: one product `dlogits^T hlast` over every task's query pairs, in task
+        // order; each row of the result depends only on that order, so the chunking (and the
+        // thread count) does not change a bit.
+        self.all_dlogits.clear();
+        self.all_hlast.clear();
+        for t in tg {
+            self.all_dlogits.extend_from_slice(&t.dlogits);
+            self.all_hlast.extend_from_slice(&t.hlast);
+        }
+        let (dl, hl) = (&self.all_dlogits, &self.all_hlast);
+        grad[layout.out_w()]
+            .par_chunks_mut(REDUCE_ROWS * h)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
+            });
+        let scale = F::ONE / F::from_f64(n as f64);
+        for g in grad.iter_mut() {
+            *g *= scale;
+        }
+    }
+}

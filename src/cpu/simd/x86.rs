@@ -1,0 +1,219 @@
+//! Explicit SIMD versions of the `f32` matrix tiles of `gemm.rs` for x86-64, one module per
+//! instruction set (`avx512`, `avx2`), generated from one macro so that both compute every output
+//! element with the same operations in the same order.
+
+use super::isa::{reduce_lanes, LANES};
+
+/// Explicit SIMD versions of `gemm::tile_rows` for `f32`, one module per
+/// instruction set.
+macro_rules! simd_tiles {
+    ($(#[$m:meta])* $module:ident, $feat:literal, $v:ty, $lanes:literal, $zero:ident, $set1:ident,
+     $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
+        $(#[$m])*
+        pub(super) mod $module {
+            use std::arch::x86_64::*;
+
+            /// f32 lanes per register.
+            const L: usize = $lanes;
+
+            /// `gemm::col_tile` with `NV` registers of columns: `y` points at
+            /// `Y[i0][j]`, `mm` at `M[0][j]`; both have row stride `n`.
+            ///
+            /// # Safety
+            /// The CPU has the features; rows `0..R` of `y` and `0..kd` of `mm` have `NV · L`
+            /// columns from the pointers on.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::needless_range_loop)]
+            unsafe fn tile<const R: usize, const NV: usize>(
+                y: *mut f32,
+                mm: *const f32,
+                n: usize,
+                kd: usize,
+                coef: &impl Fn(usize) -> [f32; R],
+                skip: usize,
+            ) {
+                let mut acc = [[$zero(); NV]; R];
+                let mut p = mm;
+                for k in 0..kd {
+                    let c = coef(k);
+                    let mut m = [$zero(); NV];
+                    for v in 0..NV {
+                        m[v] = $load(p.add(v * L));
+                    }
+                    for r in 0..R {
+                        let cb = $set1(c[r]);
+                        for v in 0..NV {
+                            acc[r][v] = $fmadd(cb, m[v], acc[r][v]);
+                        }
+                    }
+                    p = p.wrapping_add(n);
+                }
+                for r in 0..R {
+                    let yr = y.add(r * n);
+                    if skip == 0 {
+                        for v in 0..NV {
+                            let q = yr.add(v * L);
+                            $store(q, $add($load(q), acc[r][v]));
+                        }
+                    } else {
+                        let mut tmp = [[0.0f32; L]; NV];
+                        for v in 0..NV {
+                            $store(tmp[v].as_mut_ptr(), acc[r][v]);
+                        }
+                        for t in skip..NV * L {
+                            *yr.add(t) += tmp[t / L][t % L];
+                        }
+                    }
+                }
+            }
+
+            /// `gemm::tile_rows` for `f32`: tiles of `NV`, 4, 2 and 1 registers,
+            /// then an overlapping one-register tile (or single columns when `n < L`).
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub unsafe fn rows<const R: usize, const NV: usize>(
+                y: &mut [f32],
+                i0: usize,
+                mm: &[f32],
+                n: usize,
+                kd: usize,
+                coef: impl Fn(usize) -> [f32; R],
+            ) {
+                assert!(y.len() >= (i0 + R) * n && mm.len() >= kd * n);
+                let (yp, mp) = (y.as_mut_ptr().add(i0 * n), mm.as_ptr());
+                let mut j = 0;
+                while j + NV * L <= n {
+                    tile::<R, NV>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    j += NV * L;
+                }
+                while j + 4 * L <= n {
+                    tile::<R, 4>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    j += 4 * L;
+                }
+                while j + 2 * L <= n {
+                    tile::<R, 2>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    j += 2 * L;
+                }
+                while j + L <= n {
+                    tile::<R, 1>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    j += L;
+                }
+                if j < n && n >= L {
+                    tile::<R, 1>(yp.add(n - L), mp.add(n - L), n, kd, &coef, j + L - n);
+                } else {
+                    for j in j..n {
+                        let mut acc = [0.0f32; R];
+                        for k in 0..kd {
+                            let c = coef(k);
+                            for r in 0..R {
+                                acc[r] = c[r].mul_add(mm[k * n + j], acc[r]);
+                            }
+                        }
+                        for r in 0..R {
+                            y[(i0 + r) * n + j] += acc[r];
+                        }
+                    }
+                }
+            }
+
+            /// Registers per 16-lane dot-product accumulator.
+            const NL: usize = super::LANES / L;
+
+            /// `gemm::dot_tile` for `f32`, bit for bit.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+            unsafe fn dots<const RR: usize, const SS: usize>(
+                y: &mut [f32],
+                x: &[f32],
+                w: &[f32],
+                n: usize,
+                rows: usize,
+                r: usize,
+                s: usize,
+            ) {
+                assert!(w.len() >= (r + RR) * n && x.len() >= (s + SS) * n);
+                let (wp, xp) = (w.as_ptr().add(r * n), x.as_ptr().add(s * n));
+                let mut acc = [[[$zero(); NL]; SS]; RR];
+                let full = n / super::LANES * super::LANES;
+                let mut i = 0;
+                while i < full {
+                    for h in 0..NL {
+                        let mut b = [$zero(); SS];
+                        for q in 0..SS {
+                            b[q] = $load(xp.add(q * n + i + h * L));
+                        }
+                        for p in 0..RR {
+                            let a = $load(wp.add(p * n + i + h * L));
+                            for q in 0..SS {
+                                acc[p][q][h] = $fmadd(a, b[q], acc[p][q][h]);
+                            }
+                        }
+                    }
+                    i += super::LANES;
+                }
+                for p in 0..RR {
+                    for q in 0..SS {
+                        let mut lanes = [0.0f32; super::LANES];
+                        for h in 0..NL {
+                            $store(lanes.as_mut_ptr().add(h * L), acc[p][q][h]);
+                        }
+                        let mut tail = 0.0f32;
+                        for k in full..n {
+                            tail = (*wp.add(p * n + k)).mul_add(*xp.add(q * n + k), tail);
+                        }
+                        y[(s + q) * rows + r + p] += super::reduce_lanes(lanes, tail);
+                    }
+                }
+            }
+
+            /// [`gemm_nt_acc`](super::super::gemm_nt_acc) for `f32`: tiles of `RR` rows by 2
+            /// vectors.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub unsafe fn gemm_nt(y: &mut [f32], x: &[f32], w: &[f32], n: usize) {
+                const RR: usize = 4 / NL;
+                let rows = w.len() / n;
+                let b = x.len() / n;
+                let mut r = 0;
+                while r < rows {
+                    let full = r + RR <= rows;
+                    let mut s = 0;
+                    while s < b {
+                        match (full, s + 2 <= b) {
+                            (true, true) => dots::<RR, 2>(y, x, w, n, rows, r, s),
+                            (true, false) => dots::<RR, 1>(y, x, w, n, rows, r, s),
+                            (false, true) => dots::<1, 2>(y, x, w, n, rows, r, s),
+                            (false, false) => dots::<1, 1>(y, x, w, n, rows, r, s),
+                        }
+                        s += 2;
+                    }
+                    r += if full { RR } else { 1 };
+                }
+            }
+        }
+    };
+}
+
+// The AVX-512 intrinsics are stable since Rust 1.89, the crate's declared rust-version.
+simd_tiles!(
+    /// AVX-512F tiles (16 lanes).
+    avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
+    _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_add_ps
+);
+
+simd_tiles!(
+    /// AVX2+FMA tiles (8 lanes).
+    avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+    _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_add_ps
+);
