@@ -391,7 +391,7 @@ fn bench_backend(args: &BenchArgs, layout: ParamLayout) -> Result<Box<dyn Backen
         return Ok(Box::new(cpu));
     }
     let mut cfg = Config::default();
-    cfg.run.backend = args.backend.clone();
+    cfg.run.backend = args.backend.parse()?;
     train::make_backend(&cfg, layout, theta)
 }
 

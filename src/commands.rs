@@ -1,7 +1,7 @@
 //! The `train` and `eval` subcommands: argument structs and their entry points.
 
 use crate::checkpoint;
-use crate::config::Config;
+use crate::config::{Config, WeightingScheme};
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
 use crate::train::{self, evaluate_set, inner_loop, EvalSummary, TrainOptions, WeightedSet};
@@ -97,7 +97,7 @@ struct EvalOutput<'a> {
     episodes: &'a Path,
     inner_lr: f64,
     inner_steps: usize,
-    weighting_scheme: &'a str,
+    weighting_scheme: WeightingScheme,
     #[serde(flatten)]
     summary: &'a EvalSummary,
 }
@@ -124,7 +124,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         episodes: &args.episodes,
         inner_lr: cfg.maml.inner_lr,
         inner_steps: cfg.maml.inner_steps,
-        weighting_scheme: &cfg.recency.weighting_scheme,
+        weighting_scheme: cfg.recency.weighting_scheme,
         summary: &summary,
     };
     if let Some(path) = &args.per_episode {

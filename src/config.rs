@@ -45,12 +45,39 @@ pub struct MamlConfig {
     pub grad_clip: f64,
 }
 
+/// The support-pair weighting schemes (`recency.weighting_scheme`), by their names in TOML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum WeightingScheme {
+    /// Every support pair weighs the same.
+    Equal,
+    /// Weights grow as `exp(lambda * position / (K - 1))`.
+    Exponential,
+    /// Weights grow as `position + 1`.
+    Linear,
+    /// A softmax over positions at `temperature`.
+    Softmax,
+    /// Weights decay as `exp(-age / tau)`, age in seconds from the newest support label.
+    Time,
+}
+
+/// The backends a run may ask for (`run.backend`), by their names in TOML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum BackendKind {
+    /// The CPU reference engine.
+    Cpu,
+    /// The CUDA engine (an error without a usable GPU).
+    Cuda,
+    /// CUDA when a driver and a device are found, else the CPU.
+    Auto,
+}
+
 /// `[recency]`: the support-pair weighting of the inner loop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecencyConfig {
-    /// `equal`, `exponential`, `linear`, `softmax` or `time`.
-    pub weighting_scheme: String,
+    pub weighting_scheme: WeightingScheme,
     pub lambda: f64,
     pub temperature: f64,
     /// Time constant of the `time` scheme, in seconds.
@@ -93,8 +120,7 @@ pub struct MatrixConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     pub seed: u64,
-    /// `cpu`, `cuda` or `auto`.
-    pub backend: String,
+    pub backend: BackendKind,
 }
 
 /// The whole configuration.
@@ -159,7 +185,7 @@ impl Default for MamlConfig {
 impl Default for RecencyConfig {
     fn default() -> Self {
         RecencyConfig {
-            weighting_scheme: "exponential".into(),
+            weighting_scheme: WeightingScheme::Exponential,
             lambda: 0.5,
             temperature: 1.0,
             tau: 86_400.0,
@@ -171,31 +197,113 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             seed: 42,
-            backend: "cpu".into(),
+            backend: BackendKind::Cpu,
         }
     }
 }
 
-/// The recency schemes a configuration may name.
-pub const SCHEMES: [&str; 5] = ["equal", "exponential", "linear", "softmax", "time"];
+impl WeightingScheme {
+    /// Every scheme.
+    pub const ALL: [WeightingScheme; 5] = [
+        WeightingScheme::Equal,
+        WeightingScheme::Exponential,
+        WeightingScheme::Linear,
+        WeightingScheme::Softmax,
+        WeightingScheme::Time,
+    ];
 
-/// The backends a configuration may name.
-pub const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
+    /// The scheme's name in TOML.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightingScheme::Equal => "equal",
+            WeightingScheme::Exponential => "exponential",
+            WeightingScheme::Linear => "linear",
+            WeightingScheme::Softmax => "softmax",
+            WeightingScheme::Time => "time",
+        }
+    }
+}
+
+impl BackendKind {
+    /// Every backend.
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Cuda, BackendKind::Auto];
+
+    /// The backend's name in TOML.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Auto => "auto",
+        }
+    }
+}
+
+/// The value of `all` called `s`, or a message listing the names `s` is not one of.
+fn by_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> std::result::Result<T, String> {
+    all.iter().copied().find(|&x| name(x) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&x| name(x)).collect();
+        format!("`{s}` is not one of {names:?}")
+    })
+}
+
+/// How serde reads a scheme: by name, an error message listing the names otherwise.
+impl TryFrom<String> for WeightingScheme {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        by_name(&s, &WeightingScheme::ALL, WeightingScheme::name)
+    }
+}
+
+/// How serde reads a backend: by name, an error message listing the names otherwise.
+impl TryFrom<String> for BackendKind {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        by_name(&s, &BackendKind::ALL, BackendKind::name)
+    }
+}
+
+/// A backend by name (as `run.backend` takes it); an error naming `run.backend` otherwise.
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        by_name(s, &BackendKind::ALL, BackendKind::name)
+            .map_err(|m| Error::config("run.backend", m))
+    }
+}
+
+impl std::fmt::Display for WeightingScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 impl RecencyConfig {
-    /// The weighting scheme this section names (validated by [`Config::validate`]).
+    /// The weighting this section describes: its scheme with the scheme's parameter.
     pub fn scheme(&self) -> crate::maml::Recency {
         use crate::maml::Recency;
-        match self.weighting_scheme.as_str() {
-            "equal" => Recency::Equal,
-            "linear" => Recency::Linear,
-            "softmax" => Recency::Softmax {
-                temperature: self.temperature,
-            },
-            "time" => Recency::Time { tau: self.tau },
-            _ => Recency::Exponential {
+        match self.weighting_scheme {
+            WeightingScheme::Equal => Recency::Equal,
+            WeightingScheme::Exponential => Recency::Exponential {
                 lambda: self.lambda,
             },
+            WeightingScheme::Linear => Recency::Linear,
+            WeightingScheme::Softmax => Recency::Softmax {
+                temperature: self.temperature,
+            },
+            WeightingScheme::Time => Recency::Time { tau: self.tau },
         }
     }
 }
@@ -218,9 +326,8 @@ impl Config {
         for set in sets {
             apply_set(&mut table, &defaults, set)?;
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::config("config", e.message().to_string()))?;
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::config(e.path().to_string(), e.inner().message().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -236,23 +343,11 @@ impl Config {
         at_least_one("model.embed_dim", self.model.embed_dim as u64)?;
         at_least_one("model.hidden_dim", self.model.hidden_dim as u64)?;
         let r = &self.recency;
-        if !SCHEMES.contains(&r.weighting_scheme.as_str()) {
-            return Err(Error::config(
-                "recency.weighting_scheme",
-                format!("`{}` is not one of {SCHEMES:?}", r.weighting_scheme),
-            ));
-        }
         if !r.lambda.is_finite() {
             return Err(Error::config("recency.lambda", "must be a finite number"));
         }
         positive("recency.temperature", r.temperature)?;
         positive("recency.tau", r.tau)?;
-        if !BACKENDS.contains(&self.run.backend.as_str()) {
-            return Err(Error::config(
-                "run.backend",
-                format!("`{}` is not one of {BACKENDS:?}", self.run.backend),
-            ));
-        }
         let p = &self.pretrain;
         at_least_one("pretrain.epochs", p.epochs as u64)?;
         at_least_one("pretrain.batch_size", p.batch_size as u64)?;
@@ -449,7 +544,7 @@ mod tests {
         assert_eq!(c.maml.inner_lr, 0.01);
         assert_eq!(c.maml.meta_batch_size, 32);
         assert_eq!(c.maml.num_meta_iterations, 3000);
-        assert_eq!(c.recency.weighting_scheme, "exponential");
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Exponential);
         assert_eq!(c.run.seed, 42);
     }
 
@@ -470,7 +565,7 @@ mod tests {
         assert_eq!(c.maml.inner_lr, 1.0);
         assert_eq!(c.maml.inner_steps, 3);
         assert_eq!(c.data.train, "a/b.parquet");
-        assert_eq!(c.recency.weighting_scheme, "linear");
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Linear);
         assert!(c.warmstart.use_warmstart);
     }
 
@@ -490,6 +585,66 @@ mod tests {
             let err = Config::load(None, &sets(&[set])).unwrap_err().to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
+    }
+
+    #[test]
+    fn invalid_values_in_a_file_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, want) in [
+            (
+                "[maml]\ninner_lr = \"abc\"\n",
+                "config `maml.inner_lr`: invalid type: string \"abc\", expected f64",
+            ),
+            (
+                "[recency]\nweighting_scheme = \"cubic\"\n",
+                "config `recency.weighting_scheme`: `cubic` is not one of [\"equal\", \"exponential\", \"linear\", \"softmax\", \"time\"]",
+            ),
+            (
+                "[run]\nbackend = 1\n",
+                "config `run.backend`: invalid type: integer `1`, expected a string",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(Some(&path), &[]).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn schemes_and_backends_are_read_by_name() {
+        let c = Config::load(
+            None,
+            &sets(&["recency.weighting_scheme=softmax", "run.backend=auto"]),
+        )
+        .unwrap();
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Softmax);
+        assert_eq!(c.run.backend, BackendKind::Auto);
+        assert_eq!("cuda".parse::<BackendKind>().unwrap(), BackendKind::Cuda);
+        let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config `run.backend`: `tpu` is not one of [\"cpu\", \"cuda\", \"auto\"]"
+        );
+    }
+
+    /// Stored reports and matrix rows are keyed by this text: it must not change for the same
+    /// configuration.
+    #[test]
+    fn the_toml_of_a_configuration_is_stable() {
+        let toml = Config::default().to_toml();
+        let want = "[data]\ntrain = \"\"\nval = \"\"\ntest = \"\"\npairs_train = \"\"\n\n\
+            [model]\nembed_dim = 64\nhidden_dim = 64\n\n\
+            [maml]\ninner_lr = 0.01\nouter_lr = 0.001\ninner_steps = 5\nmeta_batch_size = 32\n\
+            num_meta_iterations = 3000\nval_every = 100\ncheckpoint_every = 500\ngrad_clip = 10.0\n\n\
+            [recency]\nweighting_scheme = \"exponential\"\nlambda = 0.5\ntemperature = 1.0\n\
+            tau = 86400.0\n\n\
+            [warmstart]\nuse_warmstart = false\npretrained_path = \"\"\n\n\
+            [run]\nseed = 42\nbackend = \"cpu\"\n\n\
+            [pretrain]\nepochs = 10\nbatch_size = 256\nlr = 0.001\ndropout = 0.2\n\
+            max_prefix_len = 50\n\n\
+            [matrix]\nseeds = [\n    42,\n    43,\n    44,\n]\nrows = []\n";
+        assert_eq!(toml, want);
     }
 
     #[test]

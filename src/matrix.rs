@@ -11,7 +11,7 @@
 //! they were computed with, so running the command again reuses them; an interrupted training run
 //! continues from its last checkpoint.
 
-use crate::config::Config;
+use crate::config::{BackendKind, Config, WeightingScheme};
 use crate::error::{Error, Result};
 use crate::eval::{self, bootstrap_mean, Estimate, METRICS};
 use crate::pretrain;
@@ -32,7 +32,7 @@ enum Kind {
     /// Meta-trained with FOMAML.
     Maml {
         warm: bool,
-        scheme: &'static str,
+        scheme: WeightingScheme,
         lambda: Option<f64>,
         temperature: Option<f64>,
     },
@@ -58,7 +58,7 @@ struct RowSpec {
     kind: Kind,
 }
 
-const fn maml(warm: bool, scheme: &'static str, lambda: Option<f64>, t: Option<f64>) -> Kind {
+const fn maml(warm: bool, scheme: WeightingScheme, lambda: Option<f64>, t: Option<f64>) -> Kind {
     Kind::Maml {
         warm,
         scheme,
@@ -107,7 +107,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Equal weights",
         scheme_cell: ("Equal (baseline)", "-"),
         tables: BOTH,
-        kind: maml(false, "equal", None, None),
+        kind: maml(false, WeightingScheme::Equal, None, None),
     },
     RowSpec {
         name: "warmstart",
@@ -116,7 +116,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Equal weights",
         scheme_cell: ("", ""),
         tables: COMPARISON,
-        kind: maml(true, "equal", None, None),
+        kind: maml(true, WeightingScheme::Equal, None, None),
     },
     RowSpec {
         name: "recency",
@@ -125,7 +125,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Exponential λ=0.5",
         scheme_cell: ("Exponential", "λ=0.5"),
         tables: BOTH,
-        kind: maml(false, "exponential", Some(0.5), None),
+        kind: maml(false, WeightingScheme::Exponential, Some(0.5), None),
     },
     RowSpec {
         name: "warmstart_recency",
@@ -134,7 +134,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Exponential λ=0.5",
         scheme_cell: ("", ""),
         tables: COMPARISON,
-        kind: maml(true, "exponential", Some(0.5), None),
+        kind: maml(true, WeightingScheme::Exponential, Some(0.5), None),
     },
     RowSpec {
         name: "exp0.3",
@@ -143,7 +143,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Exponential λ=0.3",
         scheme_cell: ("Exponential", "λ=0.3"),
         tables: ABLATION,
-        kind: maml(false, "exponential", Some(0.3), None),
+        kind: maml(false, WeightingScheme::Exponential, Some(0.3), None),
     },
     RowSpec {
         name: "exp1.0",
@@ -152,7 +152,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Exponential λ=1.0",
         scheme_cell: ("Exponential", "λ=1.0"),
         tables: ABLATION,
-        kind: maml(false, "exponential", Some(1.0), None),
+        kind: maml(false, WeightingScheme::Exponential, Some(1.0), None),
     },
     RowSpec {
         name: "linear",
@@ -161,7 +161,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Linear",
         scheme_cell: ("Linear", "-"),
         tables: ABLATION,
-        kind: maml(false, "linear", None, None),
+        kind: maml(false, WeightingScheme::Linear, None, None),
     },
     RowSpec {
         name: "softmax1.0",
@@ -170,7 +170,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Softmax τ=1.0",
         scheme_cell: ("Softmax", "τ=1.0"),
         tables: ABLATION,
-        kind: maml(false, "softmax", None, Some(1.0)),
+        kind: maml(false, WeightingScheme::Softmax, None, Some(1.0)),
     },
     RowSpec {
         name: "time",
@@ -179,7 +179,7 @@ const ROWS: [RowSpec; 11] = [
         inner: "Time decay",
         scheme_cell: ("Time decay", "τ = recency.tau"),
         tables: ABLATION,
-        kind: maml(false, "time", None, None),
+        kind: maml(false, WeightingScheme::Time, None, None),
     },
 ];
 
@@ -319,7 +319,7 @@ fn maml_config(base: &Config, row: &RowSpec, seed: u64, pretrained: &Path) -> Co
         temperature,
     } = row.kind
     {
-        c.recency.weighting_scheme = scheme.into();
+        c.recency.weighting_scheme = scheme;
         if let Some(l) = lambda {
             c.recency.lambda = l;
         }
@@ -345,7 +345,7 @@ fn pretrain_config(base: &Config, seed: u64) -> Config {
     c.pretrain = base.pretrain.clone();
     c.recency = base.recency.clone();
     c.run.seed = seed;
-    c.run.backend = base.run.backend.clone();
+    c.run.backend = base.run.backend;
     c
 }
 
@@ -407,7 +407,7 @@ pub fn run_cli(args: &MatrixArgs) -> Result<()> {
 /// Runs every selected row for every seed (reusing finished ones) and writes the reports.
 pub fn run(cfg: &Config, out: &Path) -> Result<MatrixReport> {
     let started = Instant::now();
-    if cfg.run.backend == "cuda" {
+    if cfg.run.backend == BackendKind::Cuda {
         return Err(Error::config(
             "run.backend",
             "the matrix pretrains on the CPU; use cpu (or auto)",

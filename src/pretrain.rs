@@ -10,7 +10,7 @@
 
 use crate::backend::InnerLoop;
 use crate::checkpoint;
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::cpu::forest::SeqForest;
 use crate::cpu::ops::{
     embedding_backward, embedding_forward, gru_backward, gru_block_len, gru_forward, gru_split,
@@ -794,17 +794,11 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
     let mut theta = crate::model::init::init_params(&layout, cfg.run.seed);
     let settings = PretrainSettings::from_config(cfg);
     let before = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
-    let backend = match cfg.run.backend.as_str() {
-        "cpu" => "cpu",
-        "cuda" => "cuda",
-        "auto" if crate::cuda::device_available() => "cuda",
-        "auto" => "cpu",
-        other => {
-            return Err(Error::config(
-                "run.backend",
-                format!("`{other}` is not one of {:?}", crate::config::BACKENDS),
-            ))
-        }
+    let backend = match cfg.run.backend {
+        BackendKind::Cpu => "cpu",
+        BackendKind::Cuda => "cuda",
+        BackendKind::Auto if crate::cuda::device_available() => "cuda",
+        BackendKind::Auto => "cpu",
     };
     let epochs = if backend == "cuda" {
         fit_cuda(&layout, &mut theta, &pairs, &settings, quiet)?
