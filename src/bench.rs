@@ -5,88 +5,88 @@
 //! that `benches/torch_fomaml.py` times exactly the same iterations in PyTorch.
 
 use crate::backend::{Backend, InnerLoop, OuterConfig, Task};
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::data::workload::generate_episodes;
 use crate::data::{self, Episode};
 use crate::error::{Error, Result};
 use crate::model::{ModelDims, ParamLayout};
 use crate::rng::Rng;
 use crate::train;
-use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `recmaml bench`.
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// `cpu` or `cuda`.
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+/// What `bench` runs: the backend, where the tasks come from, the sizes (the reference
+/// configuration by default), how long to time, and the optional extras.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchOptions {
+    pub backend: BackendKind,
     /// Read the tasks from this episode file instead of generating them.
-    #[arg(long)]
     pub episodes: Option<PathBuf>,
     /// Tasks per meta-batch (N).
-    #[arg(long, default_value_t = 32)]
     pub n: usize,
     /// Support pairs per task (K), for generated tasks.
-    #[arg(long, default_value_t = 5)]
     pub k: usize,
     /// Query pairs per task (Q), for generated tasks.
-    #[arg(long, default_value_t = 10)]
     pub q: usize,
     /// Items (V), for generated tasks.
-    #[arg(long, default_value_t = 1519)]
     pub items: usize,
     /// Embedding size (E).
-    #[arg(long, default_value_t = 64)]
     pub embed_dim: usize,
     /// GRU hidden size (H).
-    #[arg(long, default_value_t = 64)]
     pub hidden_dim: usize,
     /// Inner SGD steps (S).
-    #[arg(long, default_value_t = 5)]
     pub inner_steps: usize,
     /// Longest prefix (generated prefixes are capped here).
-    #[arg(long, default_value_t = 50)]
     pub prefix_cap: usize,
     /// Timed meta-iterations per repeat.
-    #[arg(long, default_value_t = 20)]
     pub iters: usize,
     /// Repeats (the median is reported).
-    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     /// Untimed warm-up meta-iterations.
-    #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Write the result as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// CPU only: compute every prefix's GRU states separately instead of sharing common prefixes.
-    #[arg(long)]
-    pub no_prefix_sharing: bool,
+    /// CPU only: `false` computes every prefix's GRU states separately instead of sharing
+    /// common prefixes.
+    pub prefix_sharing: bool,
     /// Seed for the generated tasks and the initial weights.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also time the sweep, one factor at a time around the configuration above (not the
-    /// cartesian product): N in {1,8,32,128,512}, K in {5,10,20}, V in {1519,10000,50000},
-    /// H in {64,128}, prefix cap in {10,50}. Prints a table; --json writes an array.
-    #[arg(long)]
-    pub sweep: bool,
-    /// With --sweep: which factors to vary, comma-separated from N,K,V,H,cap.
-    #[arg(long, value_delimiter = ',', default_value = "N,K,V,H,cap")]
+    /// Which factors a sweep varies, from [`SWEEP_FACTORS`].
     pub sweep_factors: Vec<String>,
     /// Write the tasks (episodes.parquet) and the exact meta-batches (workload.json) here, for
-    /// benches/torch_fomaml.py; with --sweep, one subfolder per configuration.
-    #[arg(long)]
+    /// benches/torch_fomaml.py; in a sweep, one subfolder per configuration.
     pub write_workload: Option<PathBuf>,
-    /// The device's measured arithmetic ceiling in GFLOP/s (e.g. an FP32 matrix product's rate),
-    /// for the floor: max(FLOPs / this, bytes / --peak-gbps).
-    #[arg(long)]
+    /// The device's measured arithmetic ceiling in GFLOP/s, for the floor.
     pub peak_gflops: Option<f64>,
     /// The device's measured memory bandwidth in GB/s (bytes read plus written), for the floor.
-    #[arg(long)]
     pub peak_gbps: Option<f64>,
+}
+
+impl Default for BenchOptions {
+    /// The reference configuration on the CPU: V 1519, E 64, H 64, N 32, K 5, Q 10, 5 inner
+    /// steps, prefixes capped at 50; the median of 5 repeats of 20 iterations after 3 warm-up.
+    fn default() -> Self {
+        BenchOptions {
+            backend: BackendKind::Cpu,
+            episodes: None,
+            n: 32,
+            k: 5,
+            q: 10,
+            items: 1519,
+            embed_dim: 64,
+            hidden_dim: 64,
+            inner_steps: 5,
+            prefix_cap: 50,
+            iters: 20,
+            repeats: 5,
+            warmup: 3,
+            prefix_sharing: true,
+            seed: 1,
+            sweep_factors: SWEEP_FACTORS.iter().map(|f| f.to_string()).collect(),
+            write_workload: None,
+            peak_gflops: None,
+            peak_gbps: None,
+        }
+    }
 }
 
 /// One benchmark result.
@@ -242,8 +242,8 @@ pub const SWEEP_H: [usize; 2] = [64, 128];
 pub const SWEEP_CAP: [usize; 2] = [10, 50];
 
 impl BenchConfig {
-    /// The configuration the command-line flags describe, labelled `reference`.
-    pub fn from_args(args: &BenchArgs) -> Self {
+    /// The configuration the options describe, labelled `reference`.
+    pub fn from_options(args: &BenchOptions) -> Self {
         BenchConfig {
             label: "reference".into(),
             n: args.n,
@@ -355,7 +355,7 @@ pub struct Workload<'a> {
 }
 
 /// Episodes for a configuration: read from `--episodes` (V from the file), or generated.
-fn load_episodes(args: &BenchArgs, cfg: &BenchConfig) -> Result<(Vec<Episode>, String, usize)> {
+fn load_episodes(args: &BenchOptions, cfg: &BenchConfig) -> Result<(Vec<Episode>, String, usize)> {
     Ok(match &args.episodes {
         Some(path) => {
             let set = data::read_episodes(path, None)?;
@@ -377,10 +377,10 @@ fn load_episodes(args: &BenchArgs, cfg: &BenchConfig) -> Result<(Vec<Episode>, S
 }
 
 /// A backend with freshly initialised weights for the benchmark.
-fn bench_backend(args: &BenchArgs, layout: ParamLayout) -> Result<Box<dyn Backend>> {
+fn bench_backend(args: &BenchOptions, layout: ParamLayout) -> Result<Box<dyn Backend>> {
     let theta = crate::model::init::init_params(&layout, args.seed);
-    if args.no_prefix_sharing {
-        if args.backend != "cpu" {
+    if !args.prefix_sharing {
+        if args.backend != BackendKind::Cpu {
             return Err(Error::config(
                 "--no-prefix-sharing",
                 "applies to --backend cpu only",
@@ -391,7 +391,7 @@ fn bench_backend(args: &BenchArgs, layout: ParamLayout) -> Result<Box<dyn Backen
         return Ok(Box::new(cpu));
     }
     let mut cfg = Config::default();
-    cfg.run.backend = args.backend.parse()?;
+    cfg.run.backend = args.backend;
     train::make_backend(&cfg, layout, theta)
 }
 
@@ -411,7 +411,12 @@ fn prefix_lengths(episodes: &[Episode]) -> Vec<usize> {
 }
 
 /// Writes `dir/episodes.parquet` (generated tasks only) and `dir/workload.json`.
-fn write_workload(args: &BenchArgs, dir: &Path, episodes: &[Episode], w: Workload) -> Result<()> {
+fn write_workload(
+    args: &BenchOptions,
+    dir: &Path,
+    episodes: &[Episode],
+    w: Workload,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let episodes_path = match &args.episodes {
         Some(p) => std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?,
@@ -430,7 +435,7 @@ fn write_workload(args: &BenchArgs, dir: &Path, episodes: &[Episode], w: Workloa
 
 /// Runs one configuration; with `workload_dir`, also writes its tasks and meta-batches there.
 pub fn run_config(
-    args: &BenchArgs,
+    args: &BenchOptions,
     cfg: &BenchConfig,
     workload_dir: Option<&Path>,
 ) -> Result<BenchResult> {
@@ -540,7 +545,7 @@ pub fn run_config(
     Ok(BenchResult {
         label: cfg.label.clone(),
         backend: backend.name().to_string(),
-        prefix_sharing: !args.no_prefix_sharing,
+        prefix_sharing: args.prefix_sharing,
         source,
         n: cfg.n,
         k,
@@ -571,166 +576,52 @@ pub fn run_config(
 }
 
 /// Runs the benchmark on the configuration the flags describe (the reference by default).
-pub fn run(args: &BenchArgs) -> Result<BenchResult> {
+pub fn run(args: &BenchOptions) -> Result<BenchResult> {
     run_config(
         args,
-        &BenchConfig::from_args(args),
+        &BenchConfig::from_options(args),
         args.write_workload.as_deref(),
     )
 }
 
-/// Runs the sweep ([`sweep_configs`] around the flags' configuration), printing each row as it
-/// finishes; with `--write-workload DIR`, each configuration's workload goes to `DIR/<label>/`.
-pub fn run_sweep(args: &BenchArgs) -> Result<Vec<BenchResult>> {
+/// The configurations of a sweep ([`sweep_configs`] around the options' sizes); an error when
+/// the options read their tasks from a file (a sweep generates its own).
+pub fn sweep_plan(args: &BenchOptions) -> Result<Vec<BenchConfig>> {
     if args.episodes.is_some() {
         return Err(Error::config(
             "--sweep",
             "generates its tasks; it cannot be combined with --episodes",
         ));
     }
-    let configs = sweep_configs(&BenchConfig::from_args(args), &args.sweep_factors)?;
+    sweep_configs(&BenchConfig::from_options(args), &args.sweep_factors)
+}
+
+/// Runs the configurations of a sweep in order, calling `each` with every result as it finishes;
+/// with `write_workload` DIR, each configuration's workload goes to `DIR/<label>/`.
+pub fn run_sweep(
+    args: &BenchOptions,
+    plan: &[BenchConfig],
+    mut each: impl FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
     let mut out = Vec::new();
-    print_table_header();
-    for cfg in configs {
+    for cfg in plan {
         let dir = args.write_workload.as_ref().map(|d| d.join(&cfg.label));
-        let r = run_config(args, &cfg, dir.as_deref())?;
-        print_table_row(&r);
+        let r = run_config(args, cfg, dir.as_deref())?;
+        each(&r);
         out.push(r);
     }
     Ok(out)
-}
-
-fn print_table_header() {
-    println!(
-        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11}",
-        "config", "N", "K", "V", "H", "cap", "it/s", "ms/it", "GFLOP/it", "GFLOP/s", "device it/s"
-    );
-}
-
-fn print_table_row(r: &BenchResult) {
-    println!(
-        "{:<10} {:>4} {:>3} {:>6} {:>4} {:>4} {:>10.2} {:>10.3} {:>10.4} {:>10.2} {:>11}",
-        r.label,
-        r.n,
-        r.k,
-        r.v,
-        r.h,
-        r.prefix_cap,
-        r.iters_per_sec,
-        r.ms_per_iter_median,
-        r.gflop_per_iter,
-        r.gflops_achieved,
-        r.device_iters_per_sec
-            .map_or("-".to_string(), |x| format!("{x:.1}"))
-    );
-}
-
-/// Runs the benchmark (or the sweep) and prints it as a table (and JSON when asked).
-pub fn run_cli(args: &BenchArgs) -> Result<()> {
-    if args.sweep {
-        println!(
-            "backend {}, {} threads, prefix sharing {}; generated tasks; median of {} x {} \
-             iterations after {} warm-up",
-            args.backend,
-            rayon::current_num_threads(),
-            if args.no_prefix_sharing { "off" } else { "on" },
-            args.repeats,
-            args.iters,
-            args.warmup
-        );
-        let rs = run_sweep(args)?;
-        if let Some(path) = &args.json {
-            train::write_json(path, &rs)?;
-        }
-        return Ok(());
-    }
-    let r = run(args)?;
-
-    println!(
-        "backend {} ({} threads, prefix sharing {}), tasks: {}",
-        r.backend,
-        r.threads,
-        if r.prefix_sharing { "on" } else { "off" },
-        r.source
-    );
-    println!(
-        "V {} E {} H {} N {} K {} Q {} S {}; prefix length median {} p90 {} mean {:.2}",
-        r.v,
-        r.e,
-        r.h,
-        r.n,
-        r.k,
-        r.q,
-        r.inner_steps,
-        r.prefix_len_median,
-        r.prefix_len_p90,
-        r.prefix_len_mean
-    );
-    println!(
-        "{:>12} {:>12} {:>14} {:>12} {:>10}",
-        "it/s", "ms/it", "GFLOP/it", "GFLOP/s", "MB/it min"
-    );
-    println!(
-        "{:>12.2} {:>12.3} {:>14.4} {:>12.2} {:>10.3}",
-        r.iters_per_sec,
-        r.ms_per_iter_median,
-        r.gflop_per_iter,
-        r.gflops_achieved,
-        r.min_mb_per_iter
-    );
-    if let Some(d) = r.device_ms_per_iter_median {
-        println!(
-            "device time (CUDA events, median of {} iterations): {d:.4} ms/it = {:.1} it/s",
-            r.iters * r.repeats,
-            1e3 / d
-        );
-    }
-    if let Some(phases) = &r.phase_cycles {
-        println!("task kernel phases (clock cycles per iteration, mean over tasks):");
-        for p in phases {
-            println!(
-                "  {:<24} {:>12.0} {:>6.1}%",
-                p.phase,
-                p.cycles_per_iter,
-                100.0 * p.share
-            );
-        }
-    }
-    if let (Some(f), Some(frac)) = (r.floor_ms, r.fraction_of_floor) {
-        println!(
-            "floor max(FLOPs / peak, bytes / bandwidth) = {:.5} ms; achieved {:.2}% of it",
-            f,
-            100.0 * frac
-        );
-    }
-    if let Some(path) = &args.json {
-        train::write_json(path, &r)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::workload::xuetangx_prefix_len;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-
-    fn args(extra: &[&str]) -> BenchArgs {
-        Cli::try_parse_from(std::iter::once("bench").chain(extra.iter().copied()))
-            .unwrap()
-            .bench
-    }
 
     #[test]
     fn sweep_varies_one_factor_at_a_time() {
-        let a = args(&[]);
-        let base = BenchConfig::from_args(&a);
+        let a = BenchOptions::default();
+        let base = BenchConfig::from_options(&a);
         let all = sweep_configs(&base, &a.sweep_factors).unwrap();
         let labels: Vec<&str> = all.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
@@ -772,23 +663,17 @@ mod tests {
     #[test]
     fn workload_records_the_tasks_and_batches_that_were_timed() {
         let dir = tempfile::tempdir().unwrap();
-        let a = args(&[
-            "--n",
-            "3",
-            "--items",
-            "30",
-            "--embed-dim",
-            "4",
-            "--hidden-dim",
-            "4",
-            "--iters",
-            "2",
-            "--repeats",
-            "2",
-            "--warmup",
-            "1",
-        ]);
-        let cfg = BenchConfig::from_args(&a);
+        let a = BenchOptions {
+            n: 3,
+            items: 30,
+            embed_dim: 4,
+            hidden_dim: 4,
+            iters: 2,
+            repeats: 2,
+            warmup: 1,
+            ..BenchOptions::default()
+        };
+        let cfg = BenchConfig::from_options(&a);
         let r = run_config(&a, &cfg, Some(dir.path())).unwrap();
         assert_eq!((r.n, r.v, r.iters, r.repeats), (3, 30, 2, 2));
         let w: serde_json::Value = serde_json::from_str(
@@ -826,13 +711,25 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_errors_naming_the_flag() {
-        for (flag, extra) in [("--items", ["--items", "1"]), ("--k", ["--k", "0"])] {
-            let a = args(&extra);
+        let reference = BenchOptions::default();
+        for (flag, a) in [
+            (
+                "--items",
+                BenchOptions {
+                    items: 1,
+                    ..reference.clone()
+                },
+            ),
+            ("--k", BenchOptions { k: 0, ..reference }),
+        ] {
             let err = run(&a).unwrap_err().to_string();
             assert!(err.contains(flag), "{err}");
         }
-        let a = args(&["--sweep", "--episodes", "x.parquet"]);
-        assert!(run_sweep(&a).unwrap_err().to_string().contains("--sweep"));
+        let a = BenchOptions {
+            episodes: Some("x.parquet".into()),
+            ..BenchOptions::default()
+        };
+        assert!(sweep_plan(&a).unwrap_err().to_string().contains("--sweep"));
     }
 
     #[test]

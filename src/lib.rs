@@ -4,13 +4,13 @@
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
-pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod evaluate;
 pub mod maml;
 pub mod matrix;
 pub mod model;

@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::eval::{self, bootstrap_mean, Estimate, METRICS};
 use crate::pretrain;
 use crate::train::{self, EpisodeRecord, TrainOptions};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -197,22 +196,6 @@ pub fn row_names() -> Vec<&'static str> {
     ROWS.iter().map(|r| r.name).collect()
 }
 
-/// `recmaml matrix`.
-#[derive(Args, Debug)]
-pub struct MatrixArgs {
-    /// TOML configuration (configs/matrix.toml): data incl. `pairs_train`, model, maml,
-    /// pretrain, `matrix.seeds`, `matrix.rows` (empty: all of gru4rec, popularity, vanilla,
-    /// warmstart, recency, warmstart_recency, exp0.3, exp1.0, linear, softmax1.0, time).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a configuration key, e.g. `--set matrix.seeds=[1,2]` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
-    /// Output folder: matrix.json, matrix.md, plots/, and the rows' runs (reused when rerun).
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
 /// One (row, seed) result, as stored in `OUT/rows/<row>/seed<S>.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SeedResult {
@@ -385,23 +368,6 @@ impl Layout {
     fn pretrain_dir(&self, seed: u64) -> PathBuf {
         self.out.join("pretrain").join(format!("seed{seed}"))
     }
-}
-
-/// Runs the matrix and writes `matrix.json`, `matrix.md` and the plots into `args.out`.
-pub fn run_cli(args: &MatrixArgs) -> Result<()> {
-    let cfg = Config::load(Some(&args.config), &args.sets)?;
-    let report = run(&cfg, &args.out)?;
-    println!(
-        "matrix: {} rows x {} seeds ({} computed, {} reused) in {:.1}s",
-        report.rows.len(),
-        report.seeds.len(),
-        report.computed.len(),
-        report.reused.len(),
-        report.wall_time_s
-    );
-    println!("{}", comparison_table(&report));
-    println!("-> {}", args.out.join("matrix.md").display());
-    Ok(())
 }
 
 /// Runs every selected row for every seed (reusing finished ones) and writes the reports.
