@@ -1,7 +1,7 @@
 //! What a benchmark run is given: the backend, where the tasks come from, the sizes, how long to
 //! time, and the extras (sweep factors, workload export, device ceilings).
 
-use super::sweep::SWEEP_FACTORS;
+use super::sweep::{BenchConfig, SWEEP_FACTORS};
 use crate::config::BackendKind;
 use std::path::PathBuf;
 
@@ -74,6 +74,23 @@ impl Default for BenchOptions {
             write_workload: None,
             peak_gflops: None,
             peak_gbps: None,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// The configuration the options describe, labelled `reference`.
+    pub fn from_options(args: &BenchOptions) -> Self {
+        BenchConfig {
+            label: "reference".into(),
+            n: args.n,
+            k: args.k,
+            q: args.q,
+            v: args.items,
+            e: args.embed_dim,
+            h: args.hidden_dim,
+            inner_steps: args.inner_steps,
+            prefix_cap: args.prefix_cap,
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The sizes of one benchmark configuration and the sweep: one factor at a time around a base
 //! configuration.
 
-use super::options::BenchOptions;
 use crate::error::{Error, Result};
 use serde::Serialize;
 
@@ -33,21 +32,6 @@ pub const SWEEP_H: [usize; 2] = [64, 128];
 pub const SWEEP_CAP: [usize; 2] = [10, 50];
 
 impl BenchConfig {
-    /// The configuration the options describe, labelled `reference`.
-    pub fn from_options(args: &BenchOptions) -> Self {
-        BenchConfig {
-            label: "reference".into(),
-            n: args.n,
-            k: args.k,
-            q: args.q,
-            v: args.items,
-            e: args.embed_dim,
-            h: args.hidden_dim,
-            inner_steps: args.inner_steps,
-            prefix_cap: args.prefix_cap,
-        }
-    }
-
     /// Checks the sizes; errors name the flag of the size.
     pub(super) fn validate(&self) -> Result<()> {
         let positive = [
@@ -126,9 +110,18 @@ mod tests {
 
     #[test]
     fn sweep_varies_one_factor_at_a_time() {
-        let a = BenchOptions::default();
-        let base = BenchConfig::from_options(&a);
-        let all = sweep_configs(&base, &a.sweep_factors).unwrap();
+        let base = BenchConfig {
+            label: "reference".into(),
+            n: 32,
+            k: 5,
+            q: 10,
+            v: 1519,
+            e: 64,
+            h: 64,
+            inner_steps: 5,
+            prefix_cap: 50,
+        };
+        let all = sweep_configs(&base, &SWEEP_FACTORS.map(String::from)).unwrap();
         let labels: Vec<&str> = all.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             labels,
