@@ -4,7 +4,13 @@
 //! Relative paths (data files, the warm-start checkpoint) are taken relative to the current
 //! working directory, in a file and in `--set` alike.
 
+mod choices;
+mod overrides;
+
+pub use choices::{BackendKind, WeightingScheme};
+
 use crate::error::{Error, Result};
+use overrides::{apply_set, check_known_keys};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -43,34 +49,6 @@ pub struct MamlConfig {
     pub checkpoint_every: u64,
     /// Total-norm clip of the meta-gradient; 0 disables it.
     pub grad_clip: f64,
-}
-
-/// The support-pair weighting schemes (`recency.weighting_scheme`), by their names in TOML.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum WeightingScheme {
-    /// Every support pair weighs the same.
-    Equal,
-    /// Weights grow as `exp(lambda * position / (K - 1))`.
-    Exponential,
-    /// Weights grow as `position + 1`.
-    Linear,
-    /// A softmax over positions at `temperature`.
-    Softmax,
-    /// Weights decay as `exp(-age / tau)`, age in seconds from the newest support label.
-    Time,
-}
-
-/// The backends a run may ask for (`run.backend`), by their names in TOML.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum BackendKind {
-    /// The CPU reference engine.
-    Cpu,
-    /// The CUDA engine (an error without a usable GPU).
-    Cuda,
-    /// CUDA when a driver and a device are found, else the CPU.
-    Auto,
 }
 
 /// `[recency]`: the support-pair weighting of the inner loop.
@@ -199,94 +177,6 @@ impl Default for RunConfig {
             seed: 42,
             backend: BackendKind::Cpu,
         }
-    }
-}
-
-impl WeightingScheme {
-    /// Every scheme.
-    pub const ALL: [WeightingScheme; 5] = [
-        WeightingScheme::Equal,
-        WeightingScheme::Exponential,
-        WeightingScheme::Linear,
-        WeightingScheme::Softmax,
-        WeightingScheme::Time,
-    ];
-
-    /// The scheme's name in TOML.
-    pub fn name(self) -> &'static str {
-        match self {
-            WeightingScheme::Equal => "equal",
-            WeightingScheme::Exponential => "exponential",
-            WeightingScheme::Linear => "linear",
-            WeightingScheme::Softmax => "softmax",
-            WeightingScheme::Time => "time",
-        }
-    }
-}
-
-impl BackendKind {
-    /// Every backend.
-    pub const ALL: [BackendKind; 3] = [BackendKind::Cpu, BackendKind::Cuda, BackendKind::Auto];
-
-    /// The backend's name in TOML.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Cpu => "cpu",
-            BackendKind::Cuda => "cuda",
-            BackendKind::Auto => "auto",
-        }
-    }
-}
-
-/// The value of `all` called `s`, or a message listing the names `s` is not one of.
-fn by_name<T: Copy>(
-    s: &str,
-    all: &[T],
-    name: fn(T) -> &'static str,
-) -> std::result::Result<T, String> {
-    all.iter().copied().find(|&x| name(x) == s).ok_or_else(|| {
-        let names: Vec<&str> = all.iter().map(|&x| name(x)).collect();
-        format!("`{s}` is not one of {names:?}")
-    })
-}
-
-/// How serde reads a scheme: by name, an error message listing the names otherwise.
-impl TryFrom<String> for WeightingScheme {
-    type Error = String;
-
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        by_name(&s, &WeightingScheme::ALL, WeightingScheme::name)
-    }
-}
-
-/// How serde reads a backend: by name, an error message listing the names otherwise.
-impl TryFrom<String> for BackendKind {
-    type Error = String;
-
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        by_name(&s, &BackendKind::ALL, BackendKind::name)
-    }
-}
-
-/// A backend by name (as `run.backend` takes it); an error naming `run.backend` otherwise.
-impl std::str::FromStr for BackendKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        by_name(s, &BackendKind::ALL, BackendKind::name)
-            .map_err(|m| Error::config("run.backend", m))
-    }
-}
-
-impl std::fmt::Display for WeightingScheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -448,86 +338,6 @@ fn at_least_one(key: &str, v: u64) -> Result<()> {
     } else {
         Err(Error::config(key, format!("must be >= 1, got {v}")))
     }
-}
-
-fn check_known_keys(
-    table: &toml::Table,
-    defaults: &toml::Table,
-    file: Option<&Path>,
-) -> Result<()> {
-    let origin = file
-        .map(|f| format!(" (in {})", f.display()))
-        .unwrap_or_default();
-    for (section, value) in table {
-        let Some(known) = defaults.get(section).and_then(|v| v.as_table()) else {
-            return Err(Error::config(section, format!("unknown section{origin}")));
-        };
-        let Some(entries) = value.as_table() else {
-            return Err(Error::config(
-                section,
-                format!("must be a [section]{origin}"),
-            ));
-        };
-        for key in entries.keys() {
-            if !known.contains_key(key) {
-                return Err(Error::config(
-                    format!("{section}.{key}"),
-                    format!(
-                        "unknown key{origin}; known keys in [{section}]: {}",
-                        known.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Applies one `section.key=value` override. The value is read as a TOML value when it parses as
-/// one of the key's type (so `0.01`, `true`, `"x"` work), else as a bare string.
-fn apply_set(table: &mut toml::Table, defaults: &toml::Table, set: &str) -> Result<()> {
-    let Some((key, raw)) = set.split_once('=') else {
-        return Err(Error::config(set, "expected --set section.key=value"));
-    };
-    let key = key.trim();
-    let raw = raw.trim();
-    let Some((section, name)) = key.split_once('.') else {
-        return Err(Error::config(
-            key,
-            "expected section.key, e.g. maml.inner_lr",
-        ));
-    };
-    let default = defaults
-        .get(section)
-        .and_then(|s| s.as_table())
-        .and_then(|s| s.get(name))
-        .ok_or_else(|| Error::config(key, "unknown key"))?;
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"));
-    let value = match (default, parsed) {
-        (toml::Value::String(_), Some(v @ toml::Value::String(_))) => v,
-        (toml::Value::String(_), _) => toml::Value::String(raw.to_string()),
-        (toml::Value::Float(_), Some(toml::Value::Integer(i))) => toml::Value::Float(i as f64),
-        (toml::Value::Float(_), _) if raw.eq_ignore_ascii_case("nan") => {
-            return Err(Error::config(key, "NaN is not a valid value"));
-        }
-        (d, Some(v)) if d.type_str() == v.type_str() => v,
-        (d, _) => {
-            return Err(Error::config(
-                key,
-                format!("`{raw}` is not a valid {}", d.type_str()),
-            ))
-        }
-    };
-    let section_table = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let toml::Value::Table(section_table) = section_table else {
-        return Err(Error::config(section, "must be a [section]"));
-    };
-    section_table.insert(name.to_string(), value);
-    Ok(())
 }
 
 #[cfg(test)]
