@@ -87,9 +87,30 @@ pub fn verdict(rep: &MatrixReport, name: &str) -> Option<String> {
 
 /// `matrix.md`: the seed's two tables, filled, plus every metric and the run's context.
 pub fn markdown(rep: &MatrixReport) -> String {
-    let c = &rep.config;
     let mut s = String::from("# Comparison matrix and ablation\n\n");
-    s += &format!(
+    s += &context(rep);
+    s += "Cells: mean ± standard deviation over seeds [95% bootstrap interval over test episodes]. Differences: seed-averaged per-episode difference to vanilla MAML with a paired bootstrap interval. The baselines (GRU4Rec, popularity) do not adapt, so their few-shot value is their only prediction.\n\n";
+    s += "## Comparison matrix\n\n";
+    s += &comparison_table(rep);
+    s += "\n## Ablation: weighting schemes\n\n";
+    s += &ablation_table(rep);
+    s += "\n## Hypotheses\n\nDoes the row beat vanilla MAML? (The seed's hypotheses: recency weighting improves adaptation; warm start + recency is best.)\n\n";
+    for name in ["recency", "warmstart", "warmstart_recency", "gru4rec"] {
+        if let Some(v) = verdict(rep, name) {
+            s += &v;
+            s += "\n";
+        }
+    }
+    s += "\n## All metrics\n\n";
+    s += &all_metrics_table(rep);
+    s += "\n## Plots\n\n![weights](plots/recency_weights.png)\n\n![validation](plots/val_acc1.png)\n\n![few-shot](plots/few_shot_acc1.png)\n";
+    s
+}
+
+/// The paragraph on the test set, the settings, the machine and the time taken.
+fn context(rep: &MatrixReport) -> String {
+    let c = &rep.config;
+    format!(
         "Test episodes: {} from `{}`. Seeds: {:?}. Meta-training: {} iterations, meta-batch {}, inner {} steps at lr {}, outer lr {}, validation every {} (best validation few-shot Acc@1 kept). Pretraining: {} epochs, batch {}, lr {}, dropout {}. Backend {}, {}, {}; this invocation {:.1} s ({} computed, {} reused); the rows' own compute time, summed: {:.1} min.\n\n",
         rep.n_test_episodes,
         rep.test_file,
@@ -111,20 +132,12 @@ pub fn markdown(rep: &MatrixReport) -> String {
         rep.computed.len(),
         rep.reused.len(),
         rep.rows.iter().map(|r| r.wall_time_s).sum::<f64>() / 60.0
-    );
-    s += "Cells: mean ± standard deviation over seeds [95% bootstrap interval over test episodes]. Differences: seed-averaged per-episode difference to vanilla MAML with a paired bootstrap interval. The baselines (GRU4Rec, popularity) do not adapt, so their few-shot value is their only prediction.\n\n";
-    s += "## Comparison matrix\n\n";
-    s += &comparison_table(rep);
-    s += "\n## Ablation: weighting schemes\n\n";
-    s += &ablation_table(rep);
-    s += "\n## Hypotheses\n\nDoes the row beat vanilla MAML? (The seed's hypotheses: recency weighting improves adaptation; warm start + recency is best.)\n\n";
-    for name in ["recency", "warmstart", "warmstart_recency", "gru4rec"] {
-        if let Some(v) = verdict(rep, name) {
-            s += &v;
-            s += "\n";
-        }
-    }
-    s += "\n## All metrics\n\n| Row | Seeds | ";
+    )
+}
+
+/// Every row with every metric, zero- and few-shot, as a Markdown table.
+fn all_metrics_table(rep: &MatrixReport) -> String {
+    let mut s = String::from("| Row | Seeds | ");
     for m in METRICS {
         s += &format!("Zero-shot {m} | ");
     }
@@ -144,6 +157,5 @@ pub fn markdown(rep: &MatrixReport) -> String {
         }
         s += "\n";
     }
-    s += "\n## Plots\n\n![weights](plots/recency_weights.png)\n\n![validation](plots/val_acc1.png)\n\n![few-shot](plots/few_shot_acc1.png)\n";
     s
 }

@@ -195,19 +195,6 @@ pub(super) fn row_report(
         );
         diff.insert(name.to_string(), paired_difference(per_seed, vanilla, i)?);
     }
-    // Mean validation curve over the seeds that share the same validation iterations.
-    let its = &per_seed[0].val_iteration;
-    let val_curve = if per_seed.iter().all(|r| &r.val_iteration == its) {
-        its.iter()
-            .enumerate()
-            .map(|(j, &it)| {
-                let m = per_seed.iter().map(|r| r.val_acc1[j]).sum::<f64>() / per_seed.len() as f64;
-                (it, m)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     Ok(RowReport {
         name: row.name.into(),
         model: row.model.into(),
@@ -223,9 +210,25 @@ pub(super) fn row_report(
         few_shot_vs_vanilla: diff,
         per_seed_few_shot_acc1: per_seed.iter().map(|r| mean_of(&r.few_shot, 0)).collect(),
         per_seed_best_iteration: per_seed.iter().map(|r| r.best_iteration).collect(),
-        val_curve,
+        val_curve: val_curve(per_seed),
         wall_time_s: per_seed.iter().map(|r| r.wall_time_s).sum(),
     })
+}
+
+/// The mean validation curve over the seeds, when they share the same validation iterations
+/// (else empty).
+fn val_curve(per_seed: &[&SeedResult]) -> Vec<(u64, f64)> {
+    let its = &per_seed[0].val_iteration;
+    if !per_seed.iter().all(|r| &r.val_iteration == its) {
+        return Vec::new();
+    }
+    its.iter()
+        .enumerate()
+        .map(|(j, &it)| {
+            let m = per_seed.iter().map(|r| r.val_acc1[j]).sum::<f64>() / per_seed.len() as f64;
+            (it, m)
+        })
+        .collect()
 }
 
 /// The CPU model and core count, for the report.
