@@ -4,12 +4,12 @@
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
-pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod cuda;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod matrix;
 pub mod metrics;
 pub mod model;

@@ -3,7 +3,7 @@
 
 use crate::backend::{AdamState, Backend, InnerLoop, OuterConfig, Task};
 use crate::checkpoint::{self, StateDict};
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::data::{self, EpisodeSet};
 use crate::error::{Error, Result};
 use crate::metrics::{self, MetricSet};
@@ -105,10 +105,10 @@ pub fn make_backend(
     layout: ParamLayout,
     theta: Vec<f32>,
 ) -> Result<Box<dyn Backend>> {
-    match cfg.run.backend.as_str() {
-        "cpu" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
-        "cuda" => Ok(Box::new(crate::cuda::Cuda::new(layout, theta)?)),
-        "auto" if crate::cuda::device_available() => {
+    match cfg.run.backend {
+        BackendKind::Cpu => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
+        BackendKind::Cuda => Ok(Box::new(crate::cuda::Cuda::new(layout, theta)?)),
+        BackendKind::Auto if crate::cuda::device_available() => {
             match crate::cuda::Cuda::new(layout.clone(), theta.clone()) {
                 Ok(gpu) => Ok(Box::new(gpu)),
                 Err(e) => {
@@ -117,11 +117,7 @@ pub fn make_backend(
                 }
             }
         }
-        "auto" => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
-        other => Err(Error::config(
-            "run.backend",
-            format!("`{other}` is not one of {:?}", crate::config::BACKENDS),
-        )),
+        BackendKind::Auto => Ok(Box::new(crate::cpu::Cpu::new(layout, theta)?)),
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use recmaml::data::prepare::{self, Format, PrepareArgs};
+use recmaml::data::prepare::{self, Format, PrepareOptions};
 use recmaml::data::read_episodes;
 use std::collections::HashSet;
 
@@ -13,7 +13,7 @@ fn movielens_ratings_csv_prepares_valid_disjoint_episodes() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ml");
-    let report = prepare::run(&PrepareArgs::new(&input, Format::Movielens, &out)).unwrap();
+    let report = prepare::run(&PrepareOptions::new(&input, Format::Movielens, &out)).unwrap();
     let vocab: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("vocab/item2id.json")).unwrap())
             .unwrap();

@@ -2,7 +2,7 @@
 //! in the comments, plus the bad-input cases.
 
 use recmaml::data::pipeline::{self, Pair, PipelineConfig, Prepared};
-use recmaml::data::prepare::{self, Format, PrepareArgs};
+use recmaml::data::prepare::{self, Format, PrepareOptions};
 use recmaml::data::{read_episodes, Episode};
 use std::path::{Path, PathBuf};
 
@@ -239,7 +239,7 @@ fn prepare_writes_the_layout_and_the_reader_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "log.csv", LOG);
     let out = dir.path().join("out");
-    let mut args = PrepareArgs::new(&input, Format::Interactions, &out);
+    let mut args = PrepareOptions::new(&input, Format::Interactions, &out);
     (args.k, args.q, args.split) = (2, 1, [1.0, 0.0, 0.0]);
     let report = prepare::run(&args).unwrap();
     assert_eq!(report.splits[0].counts.episodes, 4);
@@ -288,7 +288,7 @@ fn prepare_error(name: &str, text: &str, format: Format) -> String {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), name, text);
     let out = dir.path().join("out");
-    let err = prepare::run(&PrepareArgs::new(&input, format, &out))
+    let err = prepare::run(&PrepareOptions::new(&input, format, &out))
         .unwrap_err()
         .to_string();
     let left: Vec<_> = std::fs::read_dir(dir.path())

@@ -1,8 +1,8 @@
 //! `synth`: both formats give the same episodes through `prepare`; the default sizes; and the
 //! properties the generator promises (prefix lengths, drift that makes recency matter).
 
-use recmaml::data::prepare::{self, Format, PrepareArgs, PrepareReport};
-use recmaml::data::synth::{self, topic_of, SynthArgs, SynthFormat};
+use recmaml::data::prepare::{self, Format, PrepareOptions, PrepareReport};
+use recmaml::data::synth::{self, topic_of, SynthFormat, SynthOptions};
 use recmaml::data::{read_episodes, Episode};
 use std::path::Path;
 
@@ -14,7 +14,7 @@ fn synth(
     seed: u64,
 ) -> std::path::PathBuf {
     let out = dir.join(name);
-    let args = SynthArgs {
+    let args = SynthOptions {
         out: out.clone(),
         format,
         users,
@@ -28,7 +28,7 @@ fn synth(
 }
 
 fn prep(input: &Path, format: Format, out: &Path) -> (PrepareReport, Vec<Vec<Episode>>) {
-    let report = prepare::run(&PrepareArgs::new(input, format, out)).unwrap();
+    let report = prepare::run(&PrepareOptions::new(input, format, out)).unwrap();
     let eps = ["train", "val", "test"]
         .iter()
         .map(|s| {

@@ -5,7 +5,7 @@
 
 use recmaml::data::events::{Event, EventLog};
 use recmaml::data::pipeline::{self, Pair, PipelineConfig};
-use recmaml::data::prepare::{self, Format, PrepareArgs};
+use recmaml::data::prepare::{self, Format, PrepareOptions};
 use recmaml::data::xuetangx::read_xuetangx;
 use recmaml::data::{read_episodes, Episode};
 use recmaml::Error;
@@ -289,7 +289,7 @@ fn prepare_writes_the_hand_worked_episodes() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "log.json", LOG);
     let out = dir.path().join("out");
-    let mut args = PrepareArgs::new(&input, Format::Xuetangx, &out);
+    let mut args = PrepareOptions::new(&input, Format::Xuetangx, &out);
     (args.k, args.q, args.split) = (2, 1, [1.0, 0.0, 0.0]);
     prepare::run(&args).unwrap();
     let vocab: serde_json::Value =

@@ -1,5 +1,6 @@
-//! `recmaml prepare`: a raw log in, a folder of vocabulary, pairs, episodes and a report out,
-//! written atomically (a temporary folder beside DIR, renamed into place at the end).
+//! A raw log in, a folder of vocabulary, pairs, episodes and a report out (`recmaml prepare`),
+//! written atomically (a temporary folder beside the output folder, renamed into place at the
+//! end).
 
 use super::episodes::{write_episode_rows, write_pairs, WindowRows};
 use super::events::{read_interactions, read_movielens, EventLog};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Input log formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// CSV/TSV with a header: user_id, item_id, timestamp [, session_id].
@@ -34,65 +35,40 @@ impl Format {
     }
 }
 
-fn parse_split(s: &str) -> std::result::Result<[f64; 3], String> {
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let v: Vec<f64> = parts
-        .iter()
-        .map(|p| {
-            p.parse::<f64>()
-                .map_err(|_| format!("`{p}` is not a number"))
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    <[f64; 3]>::try_from(v)
-        .map_err(|v| format!("expected three fractions (train,val,test), got {}", v.len()))
-}
-
-/// Arguments of `recmaml prepare`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct PrepareArgs {
+/// What `prepare` reads, how, and where it writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrepareOptions {
     /// The raw log.
-    #[arg(long)]
     pub input: PathBuf,
     /// Its format.
-    #[arg(long, value_enum)]
     pub format: Format,
-    /// The output folder (refused if it exists and is not empty, unless --force).
-    #[arg(long)]
+    /// The output folder (refused if it exists and is not empty, unless `force`).
     pub out: PathBuf,
     /// Support pairs per episode.
-    #[arg(long = "K", alias = "k", default_value_t = 5)]
     pub k: usize,
     /// Query pairs per episode.
-    #[arg(long = "Q", alias = "q", default_value_t = 10)]
     pub q: usize,
     /// Prefixes keep their last this many items.
-    #[arg(long, default_value_t = 50)]
     pub max_prefix_len: usize,
-    /// User fractions train,val,test.
-    #[arg(long, default_value = "0.8,0.1,0.1", value_parser = parse_split)]
+    /// User fractions train, val, test.
     pub split: [f64; 3],
     /// Seed of the user shuffle.
-    #[arg(long, default_value_t = 20_260_107)]
     pub seed: u64,
     /// Train episodes start this many pairs apart.
-    #[arg(long, default_value_t = 1)]
     pub train_stride: usize,
     /// Start a new session after a gap longer than this many seconds.
-    #[arg(long)]
     pub session_gap: Option<i64>,
     /// Replace an existing non-empty output folder.
-    #[arg(long)]
     pub force: bool,
-    /// No progress and no printed table.
-    #[arg(long)]
+    /// No progress display.
     pub quiet: bool,
 }
 
-impl PrepareArgs {
-    /// Default settings for `input` in `format`, written to `out`.
+impl PrepareOptions {
+    /// Default settings for `input` in `format`, written to `out`, without a progress display.
     pub fn new(input: impl Into<PathBuf>, format: Format, out: impl Into<PathBuf>) -> Self {
         let d = PipelineConfig::default();
-        PrepareArgs {
+        PrepareOptions {
             input: input.into(),
             format,
             out: out.into(),
@@ -318,9 +294,9 @@ fn write_vocab(path: &Path, vocab: &[String]) -> Result<()> {
     std::fs::write(path, s).map_err(|e| Error::io(path, e))
 }
 
-/// Runs `prepare`: reads, computes, writes everything into a temporary folder beside `--out`
-/// and renames it into place; prints the report table unless `--quiet`.
-pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
+/// Runs `prepare`: reads, computes, writes everything into a temporary folder beside `args.out`
+/// and renames it into place.
+pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
     let t0 = Instant::now();
     let cfg = args.config();
     cfg.validate()?;
@@ -382,9 +358,5 @@ pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
     }
     std::fs::rename(&tmp_path, &args.out).map_err(|e| Error::io(&args.out, e))?;
     tmp.0 = None;
-    if !args.quiet {
-        println!("{}", report.table());
-        println!("  -> {}", args.out.display());
-    }
     Ok(report)
 }

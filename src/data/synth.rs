@@ -1,4 +1,4 @@
-//! `recmaml synth`: a synthetic activity log that behaves like MOOC enrolment data.
+//! A synthetic activity log that behaves like MOOC enrolment data (`recmaml synth`).
 //!
 //! The model:
 //! - Courses fall into topics (50 per topic); inside a topic they have an order (`rank`, intro
@@ -28,7 +28,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Output formats of `synth`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SynthFormat {
     /// CSV `user_id,item_id,timestamp,session_id` (kept events only).
     Interactions,
@@ -36,37 +36,47 @@ pub enum SynthFormat {
     Xuetangx,
 }
 
-/// Arguments of `recmaml synth`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct SynthArgs {
+/// What `synth` writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthOptions {
     /// The file to write.
-    #[arg(long)]
     pub out: PathBuf,
     /// Its format.
-    #[arg(long, value_enum, default_value_t = SynthFormat::Interactions)]
     pub format: SynthFormat,
     /// Number of users.
-    #[arg(long, default_value_t = DEFAULT_USERS)]
     pub users: usize,
     /// Number of courses (items).
-    #[arg(long, default_value_t = DEFAULT_ITEMS)]
     pub items: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 20_260_107)]
     pub seed: u64,
     /// Median number of events per course visit (the real XuetangX log has about 120 events
     /// per session; the default keeps the default file small).
-    #[arg(long, default_value_t = DEFAULT_EVENTS_PER_VISIT)]
     pub events_per_visit: f64,
     /// No progress display.
-    #[arg(long)]
     pub quiet: bool,
+}
+
+impl SynthOptions {
+    /// The default log (interactions CSV), written to `out` without a progress display.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        SynthOptions {
+            out: out.into(),
+            format: SynthFormat::Interactions,
+            users: DEFAULT_USERS,
+            items: DEFAULT_ITEMS,
+            seed: DEFAULT_SEED,
+            events_per_visit: DEFAULT_EVENTS_PER_VISIT,
+            quiet: true,
+        }
+    }
 }
 
 /// Default number of users.
 pub const DEFAULT_USERS: usize = 15_000;
 /// Default number of courses.
 pub const DEFAULT_ITEMS: usize = 1_500;
+/// Default random seed.
+pub const DEFAULT_SEED: u64 = 20_260_107;
 /// Default median number of events per course visit.
 pub const DEFAULT_EVENTS_PER_VISIT: f64 = 3.0;
 /// Courses per topic.
@@ -297,7 +307,7 @@ pub struct SynthSummary {
 }
 
 /// Generates the log and writes it to `args.out` (via a temporary file renamed at the end).
-pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
+pub fn run(args: &SynthOptions) -> Result<SynthSummary> {
     if args.users == 0 {
         return Err(Error::config("--users", "must be at least 1"));
     }
@@ -351,7 +361,7 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
     let bytes = std::fs::metadata(&args.out)
         .map_err(|e| Error::io(&args.out, e))?
         .len();
-    let summary = SynthSummary {
+    Ok(SynthSummary {
         users: args.users,
         courses: w.n_courses,
         sessions: next_session as usize,
@@ -361,20 +371,7 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary> {
             .filter(|e| (e.kind as usize) < KEPT_TYPES.len())
             .count(),
         bytes,
-    };
-    if !args.quiet {
-        println!(
-            "synth: {} users, {} courses, {} sessions, {} events ({} kept) -> {} ({:.1} MB)",
-            summary.users,
-            summary.courses,
-            summary.sessions,
-            summary.events,
-            summary.kept_events,
-            args.out.display(),
-            bytes as f64 / 1e6
-        );
-    }
-    Ok(summary)
+    })
 }
 
 fn tmp_path(out: &Path) -> PathBuf {
@@ -385,7 +382,7 @@ fn tmp_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-fn write_log(path: &Path, args: &SynthArgs, events: &[Ev], order: &[u32]) -> Result<()> {
+fn write_log(path: &Path, args: &SynthOptions, events: &[Ev], order: &[u32]) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut progress = Progress::new("writing", order.len() as u64, false, args.quiet);

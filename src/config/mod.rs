@@ -4,7 +4,13 @@
 //! Relative paths (data files, the warm-start checkpoint) are taken relative to the current
 //! working directory, in a file and in `--set` alike.
 
+mod choices;
+mod overrides;
+
+pub use choices::{BackendKind, WeightingScheme};
+
 use crate::error::{Error, Result};
+use overrides::{apply_set, check_known_keys};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -49,8 +55,7 @@ pub struct MamlConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecencyConfig {
-    /// `equal`, `exponential`, `linear`, `softmax` or `time`.
-    pub weighting_scheme: String,
+    pub weighting_scheme: WeightingScheme,
     pub lambda: f64,
     pub temperature: f64,
     /// Time constant of the `time` scheme, in seconds.
@@ -93,8 +98,7 @@ pub struct MatrixConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     pub seed: u64,
-    /// `cpu`, `cuda` or `auto`.
-    pub backend: String,
+    pub backend: BackendKind,
 }
 
 /// The whole configuration.
@@ -159,7 +163,7 @@ impl Default for MamlConfig {
 impl Default for RecencyConfig {
     fn default() -> Self {
         RecencyConfig {
-            weighting_scheme: "exponential".into(),
+            weighting_scheme: WeightingScheme::Exponential,
             lambda: 0.5,
             temperature: 1.0,
             tau: 86_400.0,
@@ -171,31 +175,25 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             seed: 42,
-            backend: "cpu".into(),
+            backend: BackendKind::Cpu,
         }
     }
 }
 
-/// The recency schemes a configuration may name.
-pub const SCHEMES: [&str; 5] = ["equal", "exponential", "linear", "softmax", "time"];
-
-/// The backends a configuration may name.
-pub const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
-
 impl RecencyConfig {
-    /// The weighting scheme this section names (validated by [`Config::validate`]).
+    /// The weighting this section describes: its scheme with the scheme's parameter.
     pub fn scheme(&self) -> crate::model::Recency {
         use crate::model::Recency;
-        match self.weighting_scheme.as_str() {
-            "equal" => Recency::Equal,
-            "linear" => Recency::Linear,
-            "softmax" => Recency::Softmax {
-                temperature: self.temperature,
-            },
-            "time" => Recency::Time { tau: self.tau },
-            _ => Recency::Exponential {
+        match self.weighting_scheme {
+            WeightingScheme::Equal => Recency::Equal,
+            WeightingScheme::Exponential => Recency::Exponential {
                 lambda: self.lambda,
             },
+            WeightingScheme::Linear => Recency::Linear,
+            WeightingScheme::Softmax => Recency::Softmax {
+                temperature: self.temperature,
+            },
+            WeightingScheme::Time => Recency::Time { tau: self.tau },
         }
     }
 }
@@ -218,9 +216,8 @@ impl Config {
         for set in sets {
             apply_set(&mut table, &defaults, set)?;
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::config("config", e.message().to_string()))?;
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::config(e.path().to_string(), e.inner().message().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -236,23 +233,11 @@ impl Config {
         at_least_one("model.embed_dim", self.model.embed_dim as u64)?;
         at_least_one("model.hidden_dim", self.model.hidden_dim as u64)?;
         let r = &self.recency;
-        if !SCHEMES.contains(&r.weighting_scheme.as_str()) {
-            return Err(Error::config(
-                "recency.weighting_scheme",
-                format!("`{}` is not one of {SCHEMES:?}", r.weighting_scheme),
-            ));
-        }
         if !r.lambda.is_finite() {
             return Err(Error::config("recency.lambda", "must be a finite number"));
         }
         positive("recency.temperature", r.temperature)?;
         positive("recency.tau", r.tau)?;
-        if !BACKENDS.contains(&self.run.backend.as_str()) {
-            return Err(Error::config(
-                "run.backend",
-                format!("`{}` is not one of {BACKENDS:?}", self.run.backend),
-            ));
-        }
         let p = &self.pretrain;
         at_least_one("pretrain.epochs", p.epochs as u64)?;
         at_least_one("pretrain.batch_size", p.batch_size as u64)?;
@@ -355,86 +340,6 @@ fn at_least_one(key: &str, v: u64) -> Result<()> {
     }
 }
 
-fn check_known_keys(
-    table: &toml::Table,
-    defaults: &toml::Table,
-    file: Option<&Path>,
-) -> Result<()> {
-    let origin = file
-        .map(|f| format!(" (in {})", f.display()))
-        .unwrap_or_default();
-    for (section, value) in table {
-        let Some(known) = defaults.get(section).and_then(|v| v.as_table()) else {
-            return Err(Error::config(section, format!("unknown section{origin}")));
-        };
-        let Some(entries) = value.as_table() else {
-            return Err(Error::config(
-                section,
-                format!("must be a [section]{origin}"),
-            ));
-        };
-        for key in entries.keys() {
-            if !known.contains_key(key) {
-                return Err(Error::config(
-                    format!("{section}.{key}"),
-                    format!(
-                        "unknown key{origin}; known keys in [{section}]: {}",
-                        known.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Applies one `section.key=value` override. The value is read as a TOML value when it parses as
-/// one of the key's type (so `0.01`, `true`, `"x"` work), else as a bare string.
-fn apply_set(table: &mut toml::Table, defaults: &toml::Table, set: &str) -> Result<()> {
-    let Some((key, raw)) = set.split_once('=') else {
-        return Err(Error::config(set, "expected --set section.key=value"));
-    };
-    let key = key.trim();
-    let raw = raw.trim();
-    let Some((section, name)) = key.split_once('.') else {
-        return Err(Error::config(
-            key,
-            "expected section.key, e.g. maml.inner_lr",
-        ));
-    };
-    let default = defaults
-        .get(section)
-        .and_then(|s| s.as_table())
-        .and_then(|s| s.get(name))
-        .ok_or_else(|| Error::config(key, "unknown key"))?;
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"));
-    let value = match (default, parsed) {
-        (toml::Value::String(_), Some(v @ toml::Value::String(_))) => v,
-        (toml::Value::String(_), _) => toml::Value::String(raw.to_string()),
-        (toml::Value::Float(_), Some(toml::Value::Integer(i))) => toml::Value::Float(i as f64),
-        (toml::Value::Float(_), _) if raw.eq_ignore_ascii_case("nan") => {
-            return Err(Error::config(key, "NaN is not a valid value"));
-        }
-        (d, Some(v)) if d.type_str() == v.type_str() => v,
-        (d, _) => {
-            return Err(Error::config(
-                key,
-                format!("`{raw}` is not a valid {}", d.type_str()),
-            ))
-        }
-    };
-    let section_table = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let toml::Value::Table(section_table) = section_table else {
-        return Err(Error::config(section, "must be a [section]"));
-    };
-    section_table.insert(name.to_string(), value);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,7 +354,7 @@ mod tests {
         assert_eq!(c.maml.inner_lr, 0.01);
         assert_eq!(c.maml.meta_batch_size, 32);
         assert_eq!(c.maml.num_meta_iterations, 3000);
-        assert_eq!(c.recency.weighting_scheme, "exponential");
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Exponential);
         assert_eq!(c.run.seed, 42);
     }
 
@@ -470,7 +375,7 @@ mod tests {
         assert_eq!(c.maml.inner_lr, 1.0);
         assert_eq!(c.maml.inner_steps, 3);
         assert_eq!(c.data.train, "a/b.parquet");
-        assert_eq!(c.recency.weighting_scheme, "linear");
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Linear);
         assert!(c.warmstart.use_warmstart);
     }
 
@@ -490,6 +395,66 @@ mod tests {
             let err = Config::load(None, &sets(&[set])).unwrap_err().to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
+    }
+
+    #[test]
+    fn invalid_values_in_a_file_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, want) in [
+            (
+                "[maml]\ninner_lr = \"abc\"\n",
+                "config `maml.inner_lr`: invalid type: string \"abc\", expected f64",
+            ),
+            (
+                "[recency]\nweighting_scheme = \"cubic\"\n",
+                "config `recency.weighting_scheme`: `cubic` is not one of [\"equal\", \"exponential\", \"linear\", \"softmax\", \"time\"]",
+            ),
+            (
+                "[run]\nbackend = 1\n",
+                "config `run.backend`: invalid type: integer `1`, expected a string",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(Some(&path), &[]).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn schemes_and_backends_are_read_by_name() {
+        let c = Config::load(
+            None,
+            &sets(&["recency.weighting_scheme=softmax", "run.backend=auto"]),
+        )
+        .unwrap();
+        assert_eq!(c.recency.weighting_scheme, WeightingScheme::Softmax);
+        assert_eq!(c.run.backend, BackendKind::Auto);
+        assert_eq!("cuda".parse::<BackendKind>().unwrap(), BackendKind::Cuda);
+        let err = "tpu".parse::<BackendKind>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config `run.backend`: `tpu` is not one of [\"cpu\", \"cuda\", \"auto\"]"
+        );
+    }
+
+    /// Stored reports and matrix rows are keyed by this text: it must not change for the same
+    /// configuration.
+    #[test]
+    fn the_toml_of_a_configuration_is_stable() {
+        let toml = Config::default().to_toml();
+        let want = "[data]\ntrain = \"\"\nval = \"\"\ntest = \"\"\npairs_train = \"\"\n\n\
+            [model]\nembed_dim = 64\nhidden_dim = 64\n\n\
+            [maml]\ninner_lr = 0.01\nouter_lr = 0.001\ninner_steps = 5\nmeta_batch_size = 32\n\
+            num_meta_iterations = 3000\nval_every = 100\ncheckpoint_every = 500\ngrad_clip = 10.0\n\n\
+            [recency]\nweighting_scheme = \"exponential\"\nlambda = 0.5\ntemperature = 1.0\n\
+            tau = 86400.0\n\n\
+            [warmstart]\nuse_warmstart = false\npretrained_path = \"\"\n\n\
+            [run]\nseed = 42\nbackend = \"cpu\"\n\n\
+            [pretrain]\nepochs = 10\nbatch_size = 256\nlr = 0.001\ndropout = 0.2\n\
+            max_prefix_len = 50\n\n\
+            [matrix]\nseeds = [\n    42,\n    43,\n    44,\n]\nrows = []\n";
+        assert_eq!(toml, want);
     }
 
     #[test]

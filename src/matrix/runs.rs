@@ -1,0 +1,212 @@
+//! One (row, seed) of the matrix: reused from its file under `OUT/rows/` when it was computed
+//! with the same configuration, else computed (from the seed's pretrained model, or by a training
+//! run under `OUT/runs/` that continues from its last checkpoint) and stored.
+
+use super::report::SeedResult;
+use super::rows::{maml_config, pretrain_config, Kind, RowSpec};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::pretrain;
+use crate::train::{self, EpisodeRecord, TrainOptions};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the matrix keeps its per-row state.
+pub(super) struct Layout {
+    out: PathBuf,
+}
+
+impl Layout {
+    pub(super) fn new(out: &Path) -> Self {
+        Layout {
+            out: out.to_path_buf(),
+        }
+    }
+    fn seed_file(&self, row: &str, seed: u64) -> PathBuf {
+        self.out
+            .join("rows")
+            .join(row)
+            .join(format!("seed{seed}.json"))
+    }
+    fn run_dir(&self, row: &str, seed: u64) -> PathBuf {
+        self.out.join("runs").join(row).join(format!("seed{seed}"))
+    }
+    fn pretrain_dir(&self, seed: u64) -> PathBuf {
+        self.out.join("pretrain").join(format!("seed{seed}"))
+    }
+}
+
+/// The JSON file at `path`, or `None` when it is missing or unreadable.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Per test episode: its id and the five metrics, zero- and few-shot.
+fn per_episode(records: &[EpisodeRecord]) -> (Vec<i64>, Vec<[f64; 5]>, Vec<[f64; 5]>) {
+    let ids = records.iter().map(|r| r.episode_id).collect();
+    let z = records
+        .iter()
+        .map(|r| metrics::episode_metrics(&r.zero_shot_rank))
+        .collect();
+    let f = records
+        .iter()
+        .map(|r| metrics::episode_metrics(&r.few_shot_rank))
+        .collect();
+    (ids, z, f)
+}
+
+/// The pretrained model of `seed`, from `cache` or else [`load_or_pretrain`] (once per seed).
+fn ensure_pretrained<'a>(
+    cfg: &Config,
+    seed: u64,
+    lay: &Layout,
+    cache: &'a mut PretrainedCache,
+) -> Result<&'a pretrain::Pretrained> {
+    match cache.entry(seed) {
+        std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            Ok(e.insert(load_or_pretrain(cfg, seed, lay)?))
+        }
+    }
+}
+
+/// Trains the model of `seed` unless a finished one with the same settings is in its folder
+/// (then only its test records are recomputed).
+fn load_or_pretrain(cfg: &Config, seed: u64, lay: &Layout) -> Result<pretrain::Pretrained> {
+    let dir = lay.pretrain_dir(seed);
+    let pcfg = pretrain_config(cfg, seed);
+    let key = pcfg.to_toml();
+    let marker = dir.join("matrix_key.toml");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(&key) {
+        if let Some(p) = pretrain::load_finished(&pcfg, &dir)? {
+            return Ok(p);
+        }
+    }
+    eprintln!("[matrix] pretraining GRU4Rec (seed {seed})");
+    let p = pretrain::pretrain(&pcfg, &dir, true)?;
+    crate::util::atomic_write(&marker, key.as_bytes())?;
+    Ok(p)
+}
+
+/// Each seed's pretrained model, loaded (or trained) once for all rows that need it.
+pub(super) type PretrainedCache = BTreeMap<u64, pretrain::Pretrained>;
+
+/// One (row, seed): reused from its file when the key matches (`false`), else computed and stored
+/// (`true`).
+pub(super) fn row_seed(
+    cfg: &Config,
+    row: &RowSpec,
+    seed: u64,
+    lay: &Layout,
+    pretrained: &mut PretrainedCache,
+) -> Result<(SeedResult, bool)> {
+    let row_cfg = match row.kind {
+        Kind::Maml { .. } => {
+            let ck = lay.pretrain_dir(seed).join(pretrain::CHECKPOINT_NAME);
+            maml_config(cfg, row, seed, &ck)
+        }
+        _ => pretrain_config(cfg, seed),
+    };
+    let key = row_cfg.to_toml();
+    let file = lay.seed_file(row.name, seed);
+    if let Some(r) = read_json::<SeedResult>(&file).filter(|r| r.key == key) {
+        return Ok((r, false));
+    }
+    let started = Instant::now();
+    let mut res = match row.kind {
+        Kind::Gru4Rec | Kind::Popularity => baseline(cfg, row, seed, key, lay, pretrained)?,
+        Kind::Maml { warm, .. } => {
+            if warm {
+                ensure_pretrained(cfg, seed, lay, pretrained)?;
+            }
+            meta_trained(&row_cfg, row, seed, key, lay)?
+        }
+    };
+    if res.wall_time_s == 0.0 {
+        res.wall_time_s = started.elapsed().as_secs_f64();
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    train::write_json(&file, &res)?;
+    Ok((res, true))
+}
+
+/// A result from test records, without validation history or time.
+fn seed_result(row: &RowSpec, seed: u64, key: String, records: &[EpisodeRecord]) -> SeedResult {
+    let (ids, z, f) = per_episode(records);
+    SeedResult {
+        row: row.name.into(),
+        seed,
+        key,
+        episode_ids: ids,
+        zero_shot: z,
+        few_shot: f,
+        val_iteration: Vec::new(),
+        val_acc1: Vec::new(),
+        best_iteration: None,
+        wall_time_s: 0.0,
+    }
+}
+
+/// A baseline row (GRU4Rec or popularity) from the seed's pretrained model. The baselines do not
+/// adapt: few-shot is their only prediction.
+fn baseline(
+    cfg: &Config,
+    row: &RowSpec,
+    seed: u64,
+    key: String,
+    lay: &Layout,
+    pretrained: &mut PretrainedCache,
+) -> Result<SeedResult> {
+    let p = ensure_pretrained(cfg, seed, lay, pretrained)?;
+    let gru4rec = row.kind == Kind::Gru4Rec;
+    let records = if gru4rec {
+        &p.gru4rec_records
+    } else {
+        &p.popularity_records
+    };
+    let mut res = seed_result(row, seed, key, records);
+    // Pretraining's time counts once, in the GRU4Rec row; the popularity row gets its own
+    // (elapsed) time.
+    if gru4rec {
+        res.wall_time_s = p.report.wall_time_s;
+    }
+    Ok(res)
+}
+
+/// A MAML row: trains (or continues training) in the row's run folder and evaluates on the test
+/// episodes.
+fn meta_trained(
+    row_cfg: &Config,
+    row: &RowSpec,
+    seed: u64,
+    key: String,
+    lay: &Layout,
+) -> Result<SeedResult> {
+    let dir = lay.run_dir(row.name, seed);
+    // A run folder left by a different configuration is the matrix's own: start over.
+    let marker = dir.join("matrix_key.toml");
+    if dir.exists() && std::fs::read_to_string(&marker).ok().as_deref() != Some(&key) {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::util::atomic_write(&marker, key.as_bytes())?;
+    let opts = TrainOptions {
+        out: dir,
+        resume: true,
+        force: false,
+        stop_after: None,
+        quiet: true,
+    };
+    let tr = train::train(row_cfg, &opts)?;
+    let mut res = seed_result(row, seed, key, &tr.test_records);
+    res.val_iteration = tr.history.val_iteration.clone();
+    res.val_acc1 = tr.history.val_acc1.clone();
+    res.best_iteration = tr.best_iteration;
+    Ok(res)
+}
