@@ -3,8 +3,9 @@
 use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::evaluate::{evaluate_set, EvalSummary};
 use crate::model::ParamLayout;
-use crate::train::{self, evaluate_set, inner_loop, EvalSummary, TrainOptions, WeightedSet};
+use crate::train::{self, inner_loop, TrainOptions, WeightedSet};
 use crate::util::{atomic_write, Progress};
 use clap::Args;
 use serde::Serialize;

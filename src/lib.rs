@@ -11,6 +11,7 @@ pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod evaluate;
 pub mod maml;
 pub mod matrix;
 pub mod model;

@@ -14,8 +14,9 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, bootstrap_mean, Estimate, METRICS};
+use crate::evaluate::EpisodeRecord;
 use crate::pretrain;
-use crate::train::{self, EpisodeRecord, TrainOptions};
+use crate::train::{self, TrainOptions};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
