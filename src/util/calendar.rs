@@ -1,9 +1,22 @@
-//! Calendar dates from days since 1970-01-01 (Howard Hinnant's algorithm), and the run tag built
-//! from the current date and time.
+//! Calendar arithmetic between days since 1970-01-01 and proleptic Gregorian dates (Howard
+//! Hinnant's algorithms), the one date conversion of the crate, and the run tag built from the
+//! current date and time.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+/// Days from 1970-01-01 to the given proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian; the inverse of
+/// [`days_from_civil`].
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -44,5 +57,13 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn days_and_dates_round_trip() {
+        for z in [-719_468i64, -1, 0, 11_016, 19_723, 2_932_896] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z, "{z}: {y}-{m}-{d}");
+        }
     }
 }

@@ -5,5 +5,5 @@ mod calendar;
 mod progress;
 
 pub use atomic::{atomic_replace, atomic_write};
-pub use calendar::{civil_from_days, run_tag};
+pub use calendar::{civil_from_days, days_from_civil, run_tag};
 pub use progress::Progress;
