@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::cpu::{mean_loss, Cpu, Float};
 use crate::data::{self, PairSet};
 use crate::error::{Error, Result};
+use crate::evaluate;
 use crate::metrics::{self, MetricSet};
 use crate::model::{ModelDims, ParamLayout};
 use crate::rng::Rng;
@@ -209,7 +210,7 @@ pub fn popularity_scores(pairs: &PairSet, n_items: usize) -> Vec<f32> {
 
 /// Per-episode records of a fixed score vector (the same prediction for every query; zero- and
 /// few-shot are the same, since nothing adapts; losses are not defined and left NaN).
-pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<train::EpisodeRecord> {
+pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<evaluate::EpisodeRecord> {
     set.set
         .episodes
         .iter()
@@ -220,7 +221,7 @@ pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<train::EpisodeRec
                 .map(|&y| metrics::rank_of(scores, y))
                 .collect();
             let top = vec![metrics::top1(scores); ranks.len()];
-            train::EpisodeRecord {
+            evaluate::EpisodeRecord {
                 episode_id: ep.episode_id,
                 user_id: ep.user_id.clone(),
                 zero_shot_loss: f64::NAN,
@@ -263,8 +264,8 @@ pub const CHECKPOINT_NAME: &str = "gru4rec.safetensors";
 /// the pretrained model (zero-shot) and of the popularity baseline.
 pub struct Pretrained {
     pub report: PretrainReport,
-    pub gru4rec_records: Vec<train::EpisodeRecord>,
-    pub popularity_records: Vec<train::EpisodeRecord>,
+    pub gru4rec_records: Vec<evaluate::EpisodeRecord>,
+    pub popularity_records: Vec<evaluate::EpisodeRecord>,
 }
 
 /// A finished pretraining run in `out` (its report and weights), with the test records
@@ -299,7 +300,7 @@ fn test_records(
     layout: &ParamLayout,
     theta: &[f32],
     pairs: &PairSet,
-) -> Result<(Vec<train::EpisodeRecord>, Vec<train::EpisodeRecord>)> {
+) -> Result<(Vec<evaluate::EpisodeRecord>, Vec<evaluate::EpisodeRecord>)> {
     let Some(path) = Config::optional_path(&cfg.data.test) else {
         return Ok((Vec::new(), Vec::new()));
     };
@@ -307,7 +308,7 @@ fn test_records(
     let mut cpu = Cpu::new(layout.clone(), theta.to_vec())?;
     // Zero-shot only; the few-shot half of these records is not used (lr 0, one step).
     let inner = InnerLoop { lr: 0.0, steps: 1 };
-    let (_, mut gru) = train::evaluate_set(&mut cpu, &test, &inner, None)?;
+    let (_, mut gru) = evaluate::evaluate_set(&mut cpu, &test, &inner, None)?;
     for r in &mut gru {
         r.few_shot_rank = r.zero_shot_rank.clone();
         r.few_shot_top1 = r.zero_shot_top1.clone();
@@ -357,8 +358,8 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
         (None, None)
     } else {
         (
-            Some(train::summarize(&gru_records).zero_shot),
-            Some(train::summarize(&pop_records).zero_shot),
+            Some(evaluate::summarize(&gru_records).zero_shot),
+            Some(evaluate::summarize(&pop_records).zero_shot),
         )
     };
     let n_test = gru_records.len();

@@ -1,10 +1,10 @@
 //! safetensors: reading F32/F16/BF16/F64 into a [`StateDict`], writing float32 atomically.
 
 use super::{DType, StateDict, Tensor};
+use crate::util::atomic_replace;
 use crate::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Parses a safetensors file already loaded into memory.
@@ -93,31 +93,13 @@ pub fn save_safetensors(
     write_atomically(path, &data)
 }
 
-/// Writes `data` to a temporary sibling of `path`, syncs it and renames it onto `path`; the
-/// temporary file is removed on any failure.
+/// Writes `data` to `path` with [`atomic_replace`]: the folder must exist, and `path` must name
+/// a file.
 fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::checkpoint(path, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    if path.file_name().is_none() {
+        return Err(Error::checkpoint(path, "not a file path"));
+    }
+    atomic_replace(path, data)
 }
 
 /// A safetensors (or `.pth`) file's tensors as f32 plus its metadata: what training checkpoints

@@ -3,7 +3,8 @@
 
 use super::ConfigRun;
 use clap::Args;
-use recmaml::train::{self, EvalSummary, TrainOptions, TrainResults};
+use recmaml::evaluate::EvalSummary;
+use recmaml::train::{self, TrainOptions, TrainResults};
 
 /// `recmaml train`: meta-train a model.
 #[derive(Args, Debug)]

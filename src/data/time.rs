@@ -1,15 +1,6 @@
 //! Timestamps: Unix seconds or ISO 8601, parsed to Unix seconds (UTC) without allocation.
 
-/// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use crate::util::{civil_from_days, days_from_civil};
 
 /// The date and time of Unix second `t` as `YYYY-MM-DDTHH:MM:SS` (UTC).
 pub fn format_iso(t: i64) -> String {
@@ -23,16 +14,7 @@ pub fn write_iso(out: &mut String, t: i64) {
     use std::fmt::Write as _;
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
-    // Inverse of `days_from_civil`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(days);
     let _ = write!(
         out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
@@ -60,7 +42,21 @@ fn digits(b: &[u8]) -> Option<u32> {
 /// `HH:MM[:SS[.fff]]`, optionally followed by `Z` or `±HH[:MM]`. Without an offset the time is
 /// taken as UTC. Fractions of a second are dropped. Returns Unix seconds.
 pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
-    if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
+    let midnight = parse_date(s.get(..10)?)?;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Some(midnight);
+    }
+    if rest[0] != b'T' && rest[0] != b' ' {
+        return None;
+    }
+    let (secs, rest) = parse_time(&rest[1..])?;
+    with_offset(midnight + secs, rest)
+}
+
+/// `YYYY-MM-DD` (exactly) as the Unix second of its midnight, if it is a real date.
+fn parse_date(s: &[u8]) -> Option<i64> {
+    if s[4] != b'-' || s[7] != b'-' {
         return None;
     }
     let y = digits(&s[0..4])? as i64;
@@ -69,21 +65,18 @@ pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
         return None;
     }
-    let mut t = days_from_civil(y, mo, d) * 86_400;
-    let rest = &s[10..];
-    if rest.is_empty() {
-        return Some(t);
-    }
-    if rest[0] != b'T' && rest[0] != b' ' {
+    Some(days_from_civil(y, mo, d) * 86_400)
+}
+
+/// `HH:MM[:SS[.fff]]` at the start of `s` as seconds into the day (the fraction dropped), and
+/// what follows it.
+fn parse_time(s: &[u8]) -> Option<(i64, &[u8])> {
+    if s.len() < 5 || s[2] != b':' {
         return None;
     }
-    let rest = &rest[1..];
-    if rest.len() < 5 || rest[2] != b':' {
-        return None;
-    }
-    let h = digits(&rest[0..2])?;
-    let mi = digits(&rest[3..5])?;
-    let mut rest = &rest[5..];
+    let h = digits(&s[0..2])?;
+    let mi = digits(&s[3..5])?;
+    let mut rest = &s[5..];
     let mut sec = 0;
     if rest.first() == Some(&b':') {
         if rest.len() < 3 {
@@ -102,7 +95,11 @@ pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
     if h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    t += i64::from(h * 3600 + mi * 60 + sec);
+    Some((i64::from(h * 3600 + mi * 60 + sec), rest))
+}
+
+/// Local time `t` in UTC, given what follows it: nothing or `Z` (UTC already), or `±HH[[:]MM]`.
+fn with_offset(t: i64, rest: &[u8]) -> Option<i64> {
     match rest {
         [] | [b'Z'] => Some(t),
         [sign @ (b'+' | b'-'), off @ ..] => {

@@ -1,11 +1,12 @@
 //! Evaluating a weights file: zero- and few-shot metrics of a model on an episode file
 //! (`recmaml eval`), written as JSON, with one record per episode on request.
 
+use super::{evaluate_set, EpisodeRecord, EvalSummary};
 use crate::checkpoint;
 use crate::config::{Config, WeightingScheme};
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
-use crate::train::{self, evaluate_set, inner_loop, EpisodeRecord, EvalSummary, WeightedSet};
+use crate::train::{self, inner_loop, WeightedSet};
 use crate::util::{atomic_write, Progress};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
