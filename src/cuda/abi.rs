@@ -140,22 +140,23 @@ pub fn grid_blocks(n: usize, cap: u32, block: u32) -> u32 {
 }
 
 impl TaskParams {
-    /// The task kernels' arguments for a packed batch of `n_tasks` tasks, the inner loop
-    /// (`steps`, `lr`) and the shared-memory plan.
+    /// The task kernels' arguments for a packed batch of `n_tasks` tasks (its workspace layout
+    /// `ws` and longest query `q_max`), the inner loop (`steps`, `lr`) and the shared-memory plan.
     pub fn new(
         d: Dims,
-        b: &super::pack::Batch,
+        ws: WsLayout,
+        q_max: u32,
         n_tasks: usize,
         inner: &crate::backend::InnerLoop,
         plan: &SmemPlan,
     ) -> Self {
         TaskParams {
             d,
-            ws: b.ws,
+            ws,
             n_tasks: n_tasks as u32,
             steps: inner.steps as u32,
             lr: inner.lr,
-            q_max: b.q_max,
+            q_max,
             smem_whh: plan.smem_whh,
             pf: plan.pf,
             pb: plan.pb,
@@ -185,7 +186,7 @@ impl ReduceParams {
 
 impl AdamParams {
     /// clip_forward's and adam_forward's arguments for Adam step `step + 1` over `p` parameters
-    /// (the bias corrections in double, as in maml::adam_step).
+    /// (the bias corrections in double, as in cpu::adam::adam_step).
     pub fn for_step(step: u64, p: usize, outer: &crate::backend::OuterConfig) -> Self {
         let t = (step + 1).min(i32::MAX as u64) as i32;
         let bias_c1 = 1.0f32 - (outer.beta1 as f64).powi(t) as f32;

@@ -261,7 +261,7 @@ impl<D: Device> Cuda<D> {
             )?
         };
         Ok(Loaded {
-            params: TaskParams::new(self.dims, &b, tasks.len(), inner, &plan),
+            params: TaskParams::new(self.dims, b.ws, b.q_max, tasks.len(), inner, &plan),
             shape: Launch {
                 grid: tasks.len() as u32,
                 block,
