@@ -1,5 +1,5 @@
-// A CPU emulator of the CUDA execution model, just enough for recmaml's kernels (tests only; see
-// src/cuda/emu.rs). The kernel program (kernels/*.cu, as NVRTC compiles it) is compiled with
+// A CPU emulator of the CUDA execution model, just enough for recmaml's kernels (tests only; the
+// Device in tests/emu/mod.rs). The kernel program (kernels/*.cu, as NVRTC compiles it) is compiled with
 // this header by the host C++ compiler. Each block runs on one OS thread; its threads are
 // fibers (ucontext) that switch only at barriers, so a block runs deterministically:
 //   __syncthreads()     waits until every live thread of the block has arrived;
