@@ -3,7 +3,8 @@
 //! is read by [`super::xuetangx`]. For text inputs an error's `row` is the 1-based line number
 //! (the header is line 1).
 
-use super::intern::{Interner, SessionInterner};
+use super::intern::{Interner, NotUtf8, SessionInterner};
+use super::json::UTF8_BOM;
 use super::time::parse_timestamp;
 use crate::error::{Error, Result};
 use crate::util::Progress;
@@ -54,19 +55,19 @@ pub struct LogBuilder {
 }
 
 impl LogBuilder {
-    /// The number of user `id`.
+    /// The number of user `id` (an error if it is new and not UTF-8, as for items and sessions).
     #[inline]
-    pub fn user(&mut self, id: &[u8]) -> u32 {
+    pub fn user(&mut self, id: &[u8]) -> Result<u32, NotUtf8> {
         self.users.id(id)
     }
     /// The number of item `id`.
     #[inline]
-    pub fn item(&mut self, id: &[u8]) -> u32 {
+    pub fn item(&mut self, id: &[u8]) -> Result<u32, NotUtf8> {
         self.items.id(id)
     }
     /// The number of session `id` of `user`.
     #[inline]
-    pub fn session(&mut self, user: u32, id: &[u8]) -> u32 {
+    pub fn session(&mut self, user: u32, id: &[u8]) -> Result<u32, NotUtf8> {
         self.sessions.id(user, id)
     }
     /// Appends a kept event.
@@ -230,11 +231,14 @@ impl Lines {
         Ok(true)
     }
 
-    /// The first line, or an error if the file is empty.
+    /// The first line without a UTF-8 byte order mark, or an error if the file is empty.
     fn first_line(&mut self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         if !self.next_line(&mut buf)? {
             return Err(Error::data(&self.path, None, None, "the input is empty"));
+        }
+        if buf.starts_with(UTF8_BOM) {
+            buf.drain(..UTF8_BOM.len());
         }
         Ok(buf)
     }
@@ -294,13 +298,19 @@ fn read_rows(
                 ),
             )
         })?;
-        let user = b.user(field(cols.user, COL_USER)?);
-        let item = b.item(field(cols.item, COL_ITEM)?);
+        let lines_ref = &lines;
+        let not_utf8 =
+            |name: &'static str| move |e: NotUtf8| lines_ref.err(Some(name), e.to_string());
+        let user = b
+            .user(field(cols.user, COL_USER)?)
+            .map_err(not_utf8(COL_USER))?;
+        let item = b
+            .item(field(cols.item, COL_ITEM)?)
+            .map_err(not_utf8(COL_ITEM))?;
         let session = match cols.session {
-            Some(i) => {
-                let s = field(i, COL_SESSION)?.to_vec();
-                b.session(user, &s)
-            }
+            Some(i) => b
+                .session(user, field(i, COL_SESSION)?)
+                .map_err(not_utf8(COL_SESSION))?,
             None => NO_SESSION,
         };
         b.events_read += 1;
@@ -313,6 +323,28 @@ fn read_rows(
     }
     lines.progress.finish();
     b.finish(&lines.path)
+}
+
+/// Refuses a header in which column `name` appears more than once (which one would be read is
+/// a guess).
+fn check_single(lines: &Lines, names: &[String], name: &str) -> Result<()> {
+    let at: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| *n == name)
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    if at.len() > 1 {
+        return Err(lines.err(
+            Some(name),
+            format!(
+                "column `{name}` appears {} times in the header (fields {})",
+                at.len(),
+                at.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads an `interactions` file: CSV or TSV (tab if the header has a tab) with a header naming
@@ -330,6 +362,9 @@ pub fn read_interactions(path: &Path, quiet: bool) -> Result<EventLog> {
         .iter()
         .map(|n| String::from_utf8_lossy(n.trim_ascii()).to_ascii_lowercase())
         .collect();
+    for name in [COL_USER, COL_ITEM, COL_TS, COL_SESSION] {
+        check_single(&lines, &names, name)?;
+    }
     let find = |name: &str| names.iter().position(|n| n == name);
     let need = |name: &str| {
         find(name).ok_or_else(|| {
@@ -364,7 +399,10 @@ pub fn read_movielens(path: &Path, quiet: bool) -> Result<EventLog> {
     };
     let lower = String::from_utf8_lossy(&first).to_ascii_lowercase();
     if lower.starts_with("userid") {
-        let names: Vec<&str> = lower.split(',').map(str::trim).collect();
+        let names: Vec<String> = lower.split(',').map(|n| n.trim().to_string()).collect();
+        for name in ["userid", "movieid", "timestamp"] {
+            check_single(&lines, &names, name)?;
+        }
         let need = |name: &str| {
             names.iter().position(|n| *n == name).ok_or_else(|| {
                 lines.err(

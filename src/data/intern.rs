@@ -5,6 +5,35 @@
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 
+/// An id that is not valid UTF-8. Ids are kept as text (and written to JSON, as the vocabulary),
+/// so such an id is refused rather than replaced with U+FFFD, which would merge distinct ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotUtf8 {
+    /// The id with its non-ASCII bytes escaped (`\xff`).
+    pub escaped: String,
+    /// Offset of the first invalid byte in the id.
+    pub at: usize,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the id `{}` is not valid UTF-8 (invalid byte at offset {} of the id); ids must be \
+             UTF-8 text",
+            self.escaped, self.at
+        )
+    }
+}
+
+/// `key` as text, or why it is not.
+fn utf8(key: &[u8]) -> Result<&str, NotUtf8> {
+    std::str::from_utf8(key).map_err(|e| NotUtf8 {
+        escaped: key.escape_ascii().to_string(),
+        at: e.valid_up_to(),
+    })
+}
+
 /// Numbers distinct strings 0, 1, 2, ... in order of first appearance.
 #[derive(Default, Debug)]
 pub struct Interner {
@@ -13,16 +42,18 @@ pub struct Interner {
 }
 
 impl Interner {
-    /// The number of `key`, assigning the next one if it is new.
+    /// The number of `key`, assigning the next one if it is new; an error if it is new and not
+    /// UTF-8.
     #[inline]
-    pub fn id(&mut self, key: &[u8]) -> u32 {
+    pub fn id(&mut self, key: &[u8]) -> Result<u32, NotUtf8> {
         if let Some(&i) = self.map.get(key) {
-            return i;
+            return Ok(i);
         }
+        let name = utf8(key)?.to_owned();
         let i = self.names.len() as u32;
         self.map.insert(key.into(), i);
-        self.names.push(String::from_utf8_lossy(key).into_owned());
-        i
+        self.names.push(name);
+        Ok(i)
     }
 
     /// The strings, indexed by their numbers.
@@ -53,33 +84,37 @@ pub struct SessionInterner {
 }
 
 impl SessionInterner {
-    /// The number of session `name` of `user`, assigning the next one if it is new.
+    /// The number of session `name` of `user`, assigning the next one if it is new; an error if
+    /// it is new and not UTF-8.
     #[inline]
-    pub fn id(&mut self, user: u32, name: &[u8]) -> u32 {
+    pub fn id(&mut self, user: u32, name: &[u8]) -> Result<u32, NotUtf8> {
         let mut h = FxHasher::default();
         h.write_u32(user);
         h.write(name);
         h.write_usize(name.len());
         let hash = h.finish();
-        let next = self.names.len() as u32;
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(next);
-            }
-            std::collections::hash_map::Entry::Occupied(o) => {
-                let id = *o.get();
+        let collision = match self.by_hash.get(&hash) {
+            None => false,
+            Some(&id) => {
                 if self.users[id as usize] == user && self.names[id as usize].as_bytes() == name {
-                    return id;
+                    return Ok(id);
                 }
                 if let Some(&id) = self.collided.get(&(user, Box::from(name))) {
-                    return id;
+                    return Ok(id);
                 }
-                self.collided.insert((user, Box::from(name)), next);
+                true
             }
+        };
+        let text = utf8(name)?.to_owned();
+        let next = self.names.len() as u32;
+        if collision {
+            self.collided.insert((user, Box::from(name)), next);
+        } else {
+            self.by_hash.insert(hash, next);
         }
         self.users.push(user);
-        self.names.push(String::from_utf8_lossy(name).into_owned());
-        next
+        self.names.push(text);
+        Ok(next)
     }
 
     /// The session names, indexed by their numbers.
@@ -95,19 +130,40 @@ mod tests {
     #[test]
     fn sessions_are_per_user_and_stable() {
         let mut s = SessionInterner::default();
-        assert_eq!(s.id(0, b"a"), 0);
-        assert_eq!(s.id(1, b"a"), 1);
-        assert_eq!(s.id(0, b"b"), 2);
-        assert_eq!(s.id(0, b"a"), 0);
-        assert_eq!(s.id(1, b"a"), 1);
+        let mut id = |u, n: &[u8]| s.id(u, n).unwrap();
+        assert_eq!(id(0, b"a"), 0);
+        assert_eq!(id(1, b"a"), 1);
+        assert_eq!(id(0, b"b"), 2);
+        assert_eq!(id(0, b"a"), 0);
+        assert_eq!(id(1, b"a"), 1);
         // Force the collision path: a key whose hash slot holds another key.
         let mut s = SessionInterner::default();
-        let first = s.id(0, b"x");
+        let first = s.id(0, b"x").unwrap();
         let h = *s.by_hash.keys().next().unwrap();
         s.by_hash.insert(h, first);
         s.users[0] = 9; // pretend slot `h` belongs to another key
-        assert_eq!(s.id(0, b"x"), 1);
-        assert_eq!(s.id(0, b"x"), 1);
+        assert_eq!(s.id(0, b"x"), Ok(1));
+        assert_eq!(s.id(0, b"x"), Ok(1));
         assert_eq!(s.into_names(), vec!["x", "x"]);
+    }
+
+    #[test]
+    fn ids_that_are_not_utf8_are_refused() {
+        let mut i = Interner::default();
+        assert_eq!(i.id("é".as_bytes()), Ok(0));
+        // Two ids that U+FFFD replacement would merge into one.
+        for (key, escaped, at) in [
+            (&b"ab\xff"[..], "ab\\xff", 2),
+            (b"ab\xfe", "ab\\xfe", 2),
+            (b"\xc3", "\\xc3", 0),
+        ] {
+            let want = NotUtf8 {
+                escaped: escaped.to_string(),
+                at,
+            };
+            assert_eq!(i.id(key), Err(want.clone()));
+            assert_eq!(SessionInterner::default().id(0, key), Err(want));
+        }
+        assert_eq!(i.into_names(), vec!["é"]);
     }
 }

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 const BUF: usize = 1 << 20;
 
+/// The UTF-8 byte order mark, accepted (and skipped) at the start of a text input.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// A streaming JSON scanner.
 pub struct Scanner<R> {
     reader: R,
@@ -37,6 +40,17 @@ impl<R: Read> Scanner<R> {
     /// Bytes consumed so far.
     pub fn offset(&self) -> u64 {
         self.base + self.pos as u64
+    }
+
+    /// Skips a UTF-8 byte order mark at the start of the input, if there is one.
+    pub fn skip_bom(&mut self) -> Result<()> {
+        if self.offset() == 0 && self.pos == self.end {
+            self.fill()?;
+        }
+        if self.offset() == 0 && self.buf[self.pos..self.end].starts_with(UTF8_BOM) {
+            self.pos += UTF8_BOM.len();
+        }
+        Ok(())
     }
 
     /// An error at the current position; `field` names what was being read.

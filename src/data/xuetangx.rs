@@ -85,6 +85,7 @@ pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut sc = Scanner::new(file, path);
+    sc.skip_bom()?;
     let mut progress = Progress::new("reading", total, true, quiet);
     let mut b = LogBuilder::default();
     let mut place = Place::default();
@@ -130,7 +131,7 @@ fn parse(
         sc.expect(b'[', "a [course_id, {users}] pair")?;
         sc.string(&mut place.course)?;
         place.depth = 1;
-        let item = b.item(&place.course);
+        let item = b.item(&place.course).map_err(|e| sc.error(None, e))?;
         sc.expect(b',', "a comma after the course id")?;
         sc.expect(b'{', "the users object")?;
         let mut first_user = true;
@@ -138,7 +139,7 @@ fn parse(
             place.depth = 1;
             sc.string(&mut place.user)?;
             place.depth = 2;
-            let user = b.user(&place.user);
+            let user = b.user(&place.user).map_err(|e| sc.error(None, e))?;
             sc.expect(b':', "a colon")?;
             sc.expect(b'{', "the sessions object")?;
             let mut first_session = true;
@@ -146,7 +147,9 @@ fn parse(
                 place.depth = 2;
                 sc.string(&mut place.session)?;
                 place.depth = 3;
-                let session = b.session(user, &place.session);
+                let session = b
+                    .session(user, &place.session)
+                    .map_err(|e| sc.error(None, e))?;
                 sc.expect(b':', "a colon")?;
                 sc.expect(b'[', "the events array")?;
                 let mut first_event = true;
