@@ -304,7 +304,7 @@ fn test_records(
     let Some(path) = Config::optional_path(&cfg.data.test) else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let test = WeightedSet::load(&path, Some(layout.dims.n_items), cfg)?;
+    let test = WeightedSet::load_key("data.test", &path, Some(layout.dims.n_items), cfg)?;
     let mut cpu = Cpu::new(layout.clone(), theta.to_vec())?;
     // Zero-shot only; the few-shot half of these records is not used (lr 0, one step).
     let inner = InnerLoop { lr: 0.0, steps: 1 };
@@ -318,7 +318,9 @@ fn test_records(
     Ok((gru, pop))
 }
 
-/// Pretrains as configured and writes `out/gru4rec.safetensors` and `out/pretrain.json`.
+/// Pretrains as configured and writes `out/gru4rec.safetensors` and `out/pretrain.json`, holding
+/// `out` locked throughout (a second run on it is refused). A run that cannot start, fails while
+/// training or has a bad test file writes neither (and leaves no folder it made).
 pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
     let started = Instant::now();
     if cfg.data.pairs_train.is_empty() {
@@ -327,6 +329,7 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
             "no train pairs file given (pairs_train.parquet from `recmaml prepare`)",
         ));
     }
+    let _lock = crate::util::claim_out_dir(out, 0)?;
     let pairs = data::read_pair_file(Path::new(&cfg.data.pairs_train), None)?;
     let v = pairs.n_items;
     let dims = ModelDims {
@@ -344,8 +347,8 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
     let theta = backend.params()?;
     let backend = backend.name();
     let after = mean_loss(&layout, &theta, &pairs, settings.max_prefix_len);
-    // The folder is made only now, so a run that cannot start (no GPU, bad pairs) leaves none.
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // The test records first: a run whose test file is bad writes nothing.
+    let (gru_records, pop_records) = test_records(cfg, &layout, &theta, &pairs)?;
     let ck = out.join(CHECKPOINT_NAME);
     let mut meta = BTreeMap::new();
     meta.insert(
@@ -353,7 +356,6 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
         serde_json::to_string(&settings).unwrap_or_default(),
     );
     checkpoint::save_params(&ck, &layout, &theta, &meta)?;
-    let (gru_records, pop_records) = test_records(cfg, &layout, &theta, &pairs)?;
     let (test_metrics, pop_metrics) = if gru_records.is_empty() {
         (None, None)
     } else {

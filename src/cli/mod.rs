@@ -66,6 +66,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error with its chain of causes, `: `-separated, leaving out a cause that the text so far
+/// already ends with (an I/O error's message includes its OS error, which is also its cause).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 /// `--set KEY=VALUE`: configuration overrides, applied in order after the file.
 #[derive(Args, Debug)]
 pub struct Overrides {
@@ -99,6 +113,19 @@ impl ConfigRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let os = missing.to_string();
+        let e = anyhow::Error::from(recmaml::Error::io("/no/such/file", missing));
+        let text = error_text(&e);
+        assert_eq!(text, format!("/no/such/file: {os}"));
+        // A cause that the message does not already end with is still printed.
+        let e = anyhow::Error::from(recmaml::Error::io("/x", std::io::Error::other("disk")))
+            .context("writing the report");
+        assert_eq!(error_text(&e), "writing the report: /x: disk");
+    }
 
     #[test]
     fn the_parser_is_consistent() {

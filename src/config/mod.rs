@@ -230,6 +230,7 @@ impl Config {
         finite_nonneg("maml.grad_clip", m.grad_clip)?;
         at_least_one("maml.inner_steps", m.inner_steps as u64)?;
         at_least_one("maml.meta_batch_size", m.meta_batch_size as u64)?;
+        at_least_one("maml.num_meta_iterations", m.num_meta_iterations)?;
         at_least_one("model.embed_dim", self.model.embed_dim as u64)?;
         at_least_one("model.hidden_dim", self.model.hidden_dim as u64)?;
         let r = &self.recency;

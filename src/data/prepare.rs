@@ -1,12 +1,14 @@
 //! A raw log in, a folder of vocabulary, pairs, episodes and a report out (`recmaml prepare`),
-//! written atomically (a temporary folder beside the output folder, renamed into place at the
-//! end).
+//! written atomically (a temporary folder `.NAME.tmp-PID` beside the output folder, renamed into
+//! place at the end). The output folder is locked for the whole run
+//! ([`crate::util::lock_out_dir`]); an input inside it is refused, since it would be replaced.
 
 use super::episodes::{write_episode_rows, write_pairs, WindowRows};
 use super::events::{read_interactions, read_movielens, EventLog};
 use super::pipeline::{self, PipelineConfig, Prepared, SplitCounts, StageCounts, SPLITS};
 use super::xuetangx::read_xuetangx;
 use crate::error::{Error, Result};
+use crate::util::{claim_out_dir, remove_stale_temporaries_of, LOCK_FILE};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -221,6 +223,25 @@ impl Drop for TempDir {
     }
 }
 
+/// Refuses an input that lies inside the output folder, which `prepare` replaces whole.
+fn check_input_outside(input: &Path, out: &Path) -> Result<()> {
+    let (Ok(i), Ok(o)) = (input.canonicalize(), out.canonicalize()) else {
+        return Ok(());
+    };
+    if i.starts_with(&o) {
+        return Err(Error::config(
+            "--out",
+            format!(
+                "the input {} lies inside {}, which prepare replaces whole; choose another --out \
+                 or move the input out of it",
+                input.display(),
+                out.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_out(out: &Path, force: bool) -> Result<()> {
     if out.is_file() {
         return Err(Error::config(
@@ -231,8 +252,7 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
     if out.is_dir() {
         let non_empty = std::fs::read_dir(out)
             .map_err(|e| Error::io(out, e))?
-            .next()
-            .is_some();
+            .any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE));
         if non_empty && !force {
             return Err(Error::config(
                 "--out",
@@ -300,6 +320,10 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
     let t0 = Instant::now();
     let cfg = args.config();
     cfg.validate()?;
+    check_input_outside(&args.input, &args.out)?;
+    check_out(&args.out, args.force)?;
+    // Held to the end; the folder it is in is replaced at the end, lock file and all.
+    let _lock = claim_out_dir(&args.out, 0)?;
     check_out(&args.out, args.force)?;
     let input_bytes = std::fs::metadata(&args.input)
         .map_err(|e| Error::io(&args.input, e))?
@@ -321,6 +345,9 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    for p in remove_stale_temporaries_of(&parent, &name)? {
+        eprintln!("removed {}, left by a run that was stopped", p.display());
+    }
     let tmp_path = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp_path.exists() {
         std::fs::remove_dir_all(&tmp_path).map_err(|e| Error::io(&tmp_path, e))?;

@@ -352,6 +352,14 @@ pub fn run(args: &SynthOptions) -> Result<SynthSummary> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let tmp = tmp_path(&args.out);
+    if let Some(name) = args.out.file_name() {
+        let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        let stale = crate::util::remove_stale_temporaries_of(dir, &name.to_string_lossy())?;
+        for p in stale {
+            eprintln!("removed {}, left by a run that was stopped", p.display());
+        }
+    }
     let res = write_log(&tmp, args, &events, &order);
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);

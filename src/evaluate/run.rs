@@ -45,6 +45,14 @@ pub fn evaluate(cfg: &Config, opts: &EvalOptions) -> Result<EvalSummary> {
     let layout = ParamLayout::new(dims);
     let theta = checkpoint::params_from_state_dict(&sd, &layout, &opts.model)?;
     let ws = WeightedSet::load(&opts.episodes, Some(dims.n_items), cfg)?;
+    if ws.is_empty() {
+        return Err(Error::data(
+            &opts.episodes,
+            None,
+            None,
+            "has no episodes (0 rows): there is nothing to evaluate",
+        ));
+    }
     let mut backend = train::make_backend(cfg, layout, theta)?;
     let mut progress = Progress::new("eval", ws.len() as u64, false, false);
     let (summary, records) =

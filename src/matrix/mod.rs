@@ -36,11 +36,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// Runs every selected row for every seed (reusing finished ones) and writes the reports.
+/// Runs every selected row for every seed (reusing finished ones) and writes the reports, holding
+/// `out` locked throughout (a second run on it is refused; each training and pretraining run
+/// below it locks its own folder).
 pub fn run(cfg: &Config, out: &Path) -> Result<MatrixReport> {
     let started = Instant::now();
     let rows = check(cfg)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = crate::util::claim_out_dir(out, 2)?;
     let done = run_rows(cfg, &rows, &Layout::new(out))?;
     let seeds = cfg.matrix.seeds.clone();
     let vanilla: Vec<&SeedResult> = seeds

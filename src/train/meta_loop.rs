@@ -2,7 +2,7 @@
 //! on meta-batches drawn without replacement, validates and checkpoints as configured, and ends
 //! with the `final` weights, the test metrics and the run's results and report.
 
-use super::out_dir::{checkpoint_path, latest_checkpoint, prepare_out_dir};
+use super::out_dir::{checkpoint_path, clean_up_failed_run, latest_checkpoint, prepare_out_dir};
 use super::report::{report, results, write_json, TrainResults};
 use super::run_data::{initial_params, RunData};
 use super::setup::{inner_loop, make_backend, outer_config};
@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate_set, EpisodeRecord, EvalSummary};
 use crate::model::ParamLayout;
-use crate::util::Progress;
+use crate::util::{claim_out_dir, Progress};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,7 +36,9 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
-/// Meta-trains as configured, writing into `opts.out`.
+/// Meta-trains as configured, writing into `opts.out`, which the run holds locked throughout (a
+/// second run on it is refused). A run that fails leaves its checkpoints for `--resume`; when it
+/// has none, it removes what it wrote (and the folder, if it made it and nothing else is there).
 pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let started = Instant::now();
     if opts.resume && opts.force {
@@ -46,6 +48,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
              folder, --force starts a new one there",
         ));
     }
+    // Held until the end of this function: after the clean-up of a failed run.
+    let _lock = claim_out_dir(&opts.out, 1)?;
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
     let theta0 = initial_params(cfg, run.warm_start.as_ref(), &layout)?;
@@ -60,10 +64,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         backend,
         state: TrainState::fresh(cfg),
         last_good: None,
+        prepared: false,
+        written: Vec::new(),
     };
-    trainer.start()?;
-    trainer.iterate()?;
-    trainer.finish(started)
+    let res = trainer
+        .start()
+        .and_then(|()| trainer.iterate())
+        .and_then(|()| trainer.finish(started));
+    if res.is_err() && trainer.prepared {
+        clean_up_failed_run(&opts.out, &trainer.written);
+    }
+    res
 }
 
 /// Which weights were tested (`best` or `final`), with their summary and per-episode records.
@@ -81,6 +92,10 @@ struct Trainer<'a> {
     state: TrainState,
     /// The newest checkpoint written or found, named by the error of a non-finite step.
     last_good: Option<PathBuf>,
+    /// Whether the output folder was checked and prepared (before, a failure writes nothing).
+    prepared: bool,
+    /// The files besides checkpoints this run wrote into the output folder.
+    written: Vec<PathBuf>,
 }
 
 impl Trainer<'_> {
@@ -100,6 +115,7 @@ impl Trainer<'_> {
             self.state = TrainState::restore(path, self.cfg, &self.layout, backend)?;
         }
         prepare_out_dir(out, self.opts.resume, self.opts.force)?;
+        self.prepared = true;
         if let Some((_, path)) = &resumed_from {
             eprintln!(
                 "resumed from {} (iteration {})",
@@ -171,6 +187,13 @@ impl Trainer<'_> {
         Ok(())
     }
 
+    /// Notes that this run writes `path` (before writing it, so that a failed write counts).
+    fn note_written(&mut self, path: &std::path::Path) {
+        if !self.written.iter().any(|p| p == path) {
+            self.written.push(path.to_path_buf());
+        }
+    }
+
     /// The line printed after a validation at iteration `it`.
     fn validation_line(&self, it: u64, stats: &MetaStepStats, acc: f64) -> String {
         format!(
@@ -203,29 +226,35 @@ impl Trainer<'_> {
             state.best_iteration = Some(it);
             let best = self.backend.params()?;
             let path = self.opts.out.join("best.safetensors");
+            self.note_written(&path);
             checkpoint::save_params(&path, &self.layout, &best, &BTreeMap::new())?;
-            state.best_params = Some(best);
+            self.state.best_params = Some(best);
         }
         Ok(Some(acc))
     }
 
     /// After the last iteration: `final.safetensors`, the test metrics, `results.json` and
     /// `report.json`. A run stopped early by `stop_after` writes none of them.
-    fn finish(mut self, started: Instant) -> Result<TrainResults> {
-        let (cfg, run, out) = (self.cfg, self.run, &self.opts.out);
+    fn finish(&mut self, started: Instant) -> Result<TrainResults> {
+        let (cfg, run, opts) = (self.cfg, self.run, self.opts);
+        let out = &opts.out;
         let theta = self.backend.params()?;
         if self.state.iteration < cfg.maml.num_meta_iterations {
             // Stopped early on request: leave the checkpoints for --resume, write no final results.
             return Ok(results(cfg, run, &self.state, None, None, started));
         }
         let final_path = out.join("final.safetensors");
+        self.note_written(&final_path);
         checkpoint::save_params(&final_path, &self.layout, &theta, &BTreeMap::new())?;
         let (test_weights, test) = self.test(&theta)?;
         let (test, test_records) = test.unzip();
         let mut res = results(cfg, run, &self.state, test_weights, test, started);
-        write_json(&out.join("results.json"), &res)?;
+        let (results_path, report_path) = (out.join("results.json"), out.join("report.json"));
+        self.note_written(&results_path);
+        write_json(&results_path, &res)?;
         let report = report(cfg, run, &self.state, res.wall_time_s, self.backend.name());
-        write_json(&out.join("report.json"), &report)?;
+        self.note_written(&report_path);
+        write_json(&report_path, &report)?;
         res.test_records = test_records.unwrap_or_default();
         Ok(res)
     }

@@ -1,7 +1,9 @@
 //! A run's output folder: checked against `--resume`/`--force` and prepared before the first
-//! write, and the checkpoints in its `checkpoints/` (`iter_{iteration:06}.safetensors`).
+//! write, the checkpoints in its `checkpoints/` (`iter_{iteration:06}.safetensors`), and what a
+//! run that fails removes again.
 
 use crate::error::{Error, Result};
+use crate::util::LOCK_FILE;
 use std::path::{Path, PathBuf};
 
 /// The files a run writes into its output folder besides `checkpoints/`.
@@ -34,14 +36,27 @@ pub(super) fn latest_checkpoint(out: &Path) -> Option<(u64, PathBuf)> {
         .max_by_key(|(it, _)| *it)
 }
 
+/// Whether `out` holds anything but the run's own lock file and an empty `checkpoints/`.
+fn holds_something(out: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let name = e.file_name();
+        if name == LOCK_FILE {
+            return false;
+        }
+        let empty_dir = |p: &Path| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none());
+        !(name == "checkpoints" && empty_dir(&e.path()))
+    })
+}
+
 /// Checks the output folder against `--resume`/`--force` and creates it (with `checkpoints/`).
 /// A non-empty folder needs one of the two; `--force` first deletes a previous run's outputs
 /// there (`checkpoints/` and [`RUN_OUTPUTS`], nothing else), so that no old checkpoint is left
 /// for a later `--resume` and no old result beside the new ones.
 pub(super) fn prepare_out_dir(out: &Path, resume: bool, force: bool) -> Result<()> {
-    let non_empty = std::fs::read_dir(out)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
+    let non_empty = holds_something(out);
     if non_empty && !resume && !force {
         return Err(Error::config(
             "--out",
@@ -56,6 +71,24 @@ pub(super) fn prepare_out_dir(out: &Path, resume: bool, force: bool) -> Result<(
         delete_run_outputs(out)?;
     }
     std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| Error::io(out, e))
+}
+
+/// After a run failed: when `out` holds no checkpoint that a `--resume` could continue, deletes
+/// the files the run wrote (`written`) and `checkpoints/` if it is empty, so that the folder is as
+/// before the run; otherwise leaves everything for `--resume`.
+pub(super) fn clean_up_failed_run(out: &Path, written: &[PathBuf]) {
+    if latest_checkpoint(out).is_some() {
+        return;
+    }
+    for f in written {
+        if let Err(e) = std::fs::remove_file(f) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("could not remove {} after the failed run: {e}", f.display());
+            }
+        }
+    }
+    // Fails, as it should, unless it is empty.
+    let _ = std::fs::remove_dir(out.join("checkpoints"));
 }
 
 /// Deletes `checkpoints/` and [`RUN_OUTPUTS`] in `out`, where they exist.

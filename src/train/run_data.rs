@@ -24,6 +24,16 @@ impl WeightedSet {
         Self::new(set, cfg)
     }
 
+    /// As [`load`](Self::load), for the file of configuration key `key` (`data.val`, ...): a file
+    /// without episodes is an error naming the key and the file.
+    pub fn load_key(key: &str, path: &Path, n_items: Option<usize>, cfg: &Config) -> Result<Self> {
+        let ws = Self::load(path, n_items, cfg)?;
+        if ws.is_empty() {
+            return Err(no_episodes(key, path));
+        }
+        Ok(ws)
+    }
+
     /// Computes the weights of an already-read set.
     pub fn new(set: EpisodeSet, cfg: &Config) -> Result<Self> {
         let weights = set
@@ -60,6 +70,18 @@ impl WeightedSet {
     }
 }
 
+/// The error for the episode file of configuration key `key` that has no episodes.
+fn no_episodes(key: &str, path: &Path) -> Error {
+    Error::config(
+        key,
+        format!(
+            "{} has no episodes (0 rows); give a file with episodes, or leave {key} empty where \
+             it is optional",
+            path.display()
+        ),
+    )
+}
+
 /// The K support weights of one episode under the configured scheme, as f32.
 pub fn episode_weights(
     recency: &RecencyConfig,
@@ -91,6 +113,9 @@ impl RunData {
             return Err(Error::config("data.train", "no train episode file given"));
         }
         let mut train_set = data::read_episodes(Path::new(&cfg.data.train), None)?;
+        if train_set.episodes.is_empty() {
+            return Err(no_episodes("data.train", Path::new(&cfg.data.train)));
+        }
         let warm_start = cfg
             .warmstart
             .use_warmstart
@@ -111,16 +136,16 @@ impl RunData {
             ));
         }
         let train = WeightedSet::new(train_set, cfg)?;
-        let load = |p: &str| -> Result<Option<WeightedSet>> {
+        let load = |key: &str, p: &str| -> Result<Option<WeightedSet>> {
             Config::optional_path(p)
-                .map(|p| WeightedSet::load(&p, Some(dims.n_items), cfg))
+                .map(|p| WeightedSet::load_key(key, &p, Some(dims.n_items), cfg))
                 .transpose()
         };
         Ok(RunData {
             dims,
             warm_start,
-            val: load(&cfg.data.val)?,
-            test: load(&cfg.data.test)?,
+            val: load("data.val", &cfg.data.val)?,
+            test: load("data.test", &cfg.data.test)?,
             train,
         })
     }

@@ -1,6 +1,8 @@
 //! Atomic file writes: the bytes go to a temporary file in the target's folder
-//! (`tempfile::NamedTempFile`, removed again on any failure), are synced, and the file is renamed
-//! onto the target, so that a reader never sees a half-written file. Errors name the target.
+//! (`tempfile::NamedTempFile` named `.NAME.tmp-PID.RANDOM`, removed again on any failure), are
+//! synced, and the file is renamed onto the target, so that a reader never sees a half-written
+//! file. A killed process's temporary stays; the pid in its name lets the next run in the folder
+//! remove it ([`super::remove_stale_temporaries`]). Errors name the target.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -34,8 +36,7 @@ fn write_and_persist(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<(
     // Opened as `File::create` would (permissions 0o666 less the umask), and through `make_in`
     // so that an error is the OS error alone, not one naming the temporary file.
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&format!(".{name}.tmp-{}.", std::process::id()))
         .make_in(dir, |p| {
             File::options().write(true).create_new(true).open(p)
         })?;

@@ -1,9 +1,15 @@
-//! Small shared utilities: atomic file writes, calendar dates and run tags, progress reporting.
+//! Small shared utilities: atomic file writes, calendar dates and run tags, progress reporting,
+//! the lock on an output folder and the removal of stale temporaries.
 
 mod atomic;
 mod calendar;
+mod out_lock;
 mod progress;
 
 pub use atomic::{atomic_replace, atomic_write};
 pub use calendar::{civil_from_days, days_from_civil, run_tag};
+pub use out_lock::{
+    claim_out_dir, lock_out_dir, process_alive, remove_stale_temporaries,
+    remove_stale_temporaries_of, temporary_pid, OutDirLock, LOCK_FILE,
+};
 pub use progress::Progress;
