@@ -233,12 +233,13 @@ fn a_second_run_on_a_held_folder_is_refused_naming_the_holder() {
         holder.try_wait().unwrap().is_none(),
         "the holder stopped while the others were refused"
     );
-    // Killed, the holder leaves its lock file; the OS has released the lock, so a new run
-    // takes the folder over, and removes the lock file when it ends.
+    // Killed, the holder leaves its lock file and an empty `checkpoints/` (it had written
+    // nothing else); the OS has released the lock, so a plain new run takes the folder over, and
+    // removes the lock file when it ends.
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(out.join(LOCK_FILE).exists());
-    ok(train(dir, &out, &[], &["--force"]));
+    assert_eq!(names(&out), [LOCK_FILE, "checkpoints"]);
+    ok(train(dir, &out, &[], &[]));
     assert!(out.join("final.safetensors").is_file());
     assert!(!out.join(LOCK_FILE).exists());
 }
