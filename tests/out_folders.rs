@@ -340,6 +340,26 @@ fn temporaries_of_stopped_runs_are_removed_at_the_next_start() {
     // Replacing it with --force also leaves no lock file.
     ok(prepare(&["--force"]));
     assert!(!data.join(LOCK_FILE).exists());
+
+    // `synth`'s temporary file beside its output file.
+    let synth = dir.join("synth.csv");
+    let stale_file = dir.join(format!(".synth.csv.tmp-{dead}"));
+    std::fs::write(&stale_file, "half a log").unwrap();
+    let o = bin()
+        .args([
+            "synth",
+            "--out",
+            synth.to_str().unwrap(),
+            "--users",
+            "30",
+            "--items",
+            "20",
+        ])
+        .args(["--quiet"])
+        .output()
+        .unwrap();
+    ok(o);
+    assert!(synth.is_file() && !stale_file.exists());
 }
 
 #[test]
