@@ -321,8 +321,9 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
     let cfg = args.config();
     cfg.validate()?;
     check_input_outside(&args.input, &args.out)?;
+    // Checked before the lock, so that a refused run does not touch the folder, and again under
+    // it. The lock is held to the end; the folder is replaced then, lock file and all.
     check_out(&args.out, args.force)?;
-    // Held to the end; the folder it is in is replaced at the end, lock file and all.
     let _lock = claim_out_dir(&args.out, 0)?;
     check_out(&args.out, args.force)?;
     let input_bytes = std::fs::metadata(&args.input)
