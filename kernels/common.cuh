@@ -109,7 +109,7 @@ struct AdamParams {
     float w1, w2;       // 1 - beta1, 1 - beta2
     float bias_c2_sqrt; // sqrt(1 - beta2^t)
     float eps;
-    u32 pad_;
+    float anchor_l2;    // weight of the anchor penalty (0: none; clip_forward adds its gradient)
 };
 
 static_assert(sizeof(SplitDesc) == 36, "SplitDesc layout");

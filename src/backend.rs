@@ -56,8 +56,13 @@ pub struct InnerLoop {
     pub steps: usize,
 }
 
-/// The outer update: clip the meta-gradient to total norm `clip` (PyTorch's `clip_grad_norm_`),
-/// then one step of `torch.optim.Adam`.
+/// The outer update: add the anchor penalty's gradient `anchor_l2 · (θ − anchor)` to the
+/// meta-gradient (when `anchor_l2 > 0`; the anchor is set with [`Backend::set_anchor`]), clip the
+/// sum to total norm `clip` (PyTorch's `clip_grad_norm_`), then one step of `torch.optim.Adam`.
+///
+/// The anchor penalty `(anchor_l2 / 2) · ‖θ − anchor‖²` is how residual warm-start is trained:
+/// θ = θ_pre + δ with θ_pre frozen as the anchor, so the penalty is the L2 penalty on δ, and since
+/// ∂/∂δ = ∂/∂θ, Adam on θ from θ_pre takes the same steps as Adam on δ from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OuterConfig {
     pub lr: f32,
@@ -66,6 +71,10 @@ pub struct OuterConfig {
     pub eps: f32,
     /// Max total norm; `f32::INFINITY` (or <= 0) disables clipping.
     pub clip: f32,
+    /// Weight of the anchor penalty (0: none). Applies to `meta_step` only; pretraining steps
+    /// ignore it.
+    #[serde(default)]
+    pub anchor_l2: f32,
 }
 
 impl OuterConfig {
@@ -77,6 +86,7 @@ impl OuterConfig {
             beta2: 0.999,
             eps: 1e-8,
             clip,
+            anchor_l2: 0.0,
         }
     }
 }
@@ -140,6 +150,9 @@ pub trait Backend {
     fn set_params(&mut self, theta: &[f32]) -> Result<()>;
     /// A copy of θ.
     fn params(&self) -> Result<Vec<f32>>;
+    /// Sets the anchor (length P) that a `meta_step` with `anchor_l2 > 0` pulls θ toward; without
+    /// one such a step is an error.
+    fn set_anchor(&mut self, anchor: &[f32]) -> Result<()>;
     /// Replace the Adam state.
     fn set_adam(&mut self, state: &AdamState) -> Result<()>;
     /// A copy of the Adam state.

@@ -58,6 +58,12 @@ fn row(
                 (m.to_string(), e)
             })
             .collect(),
+        adapts: true,
+        adaptation_gain: Estimate {
+            mean: 0.1,
+            ci_low: 0.05,
+            ci_high: 0.15,
+        },
         per_seed_few_shot_acc1: vec![few, few],
         per_seed_best_iteration: vec![None, None],
         val_curve,
@@ -116,6 +122,7 @@ fn report() -> MatrixReport {
                 vec![(0, 0.13), (5, 0.14)],
             ),
         ],
+        sensitivity: Vec::new(),
         wall_time_s: 0.0,
         computed: Vec::new(),
         reused: Vec::new(),

@@ -237,7 +237,9 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
         "--set",
         "matrix.seeds=[1,2]",
         "--set",
-        "matrix.rows=[\"gru4rec\",\"popularity\",\"warmstart\",\"recency\",\"linear\"]",
+        "matrix.rows=[\"gru4rec\",\"popularity\",\"warmstart\",\"recency\",\"residual\",\"sknn\",\"linear\",\"lr0.1x1_equal\",\"lr0.1x1_exp\"]",
+        "--set",
+        "matrix.residual_l2=0.5",
         "--set",
         "maml.num_meta_iterations=20",
         "--set",
@@ -258,10 +260,14 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
             "vanilla",
             "warmstart",
             "recency",
-            "linear"
+            "residual",
+            "sknn",
+            "linear",
+            "lr0.1x1_equal",
+            "lr0.1x1_exp"
         ]
     );
-    assert_eq!(m["computed"].as_array().unwrap().len(), 12);
+    assert_eq!(m["computed"].as_array().unwrap().len(), 20);
     for r in rows {
         let cell = |a: &Value| {
             format!(
@@ -292,6 +298,27 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
             .collect();
         let mean = per.iter().sum::<f64>() / per.len() as f64;
         assert!((mean - r["few_shot"]["acc@1"]["mean"].as_f64().unwrap()).abs() < 1e-12);
+        // The adaptation gain is few- minus zero-shot Acc@1 on the same episodes: its mean is the
+        // difference of the two means; a row that does not adapt gains exactly 0.
+        let gain = &r["adaptation_gain"];
+        let want = r["few_shot"]["acc@1"]["mean"].as_f64().unwrap()
+            - r["zero_shot"]["acc@1"]["mean"].as_f64().unwrap();
+        assert!((gain["mean"].as_f64().unwrap() - want).abs() < 1e-12, "{r}");
+        let adapts = r["adapts"].as_bool().unwrap();
+        assert_eq!(
+            adapts,
+            !["gru4rec", "popularity", "sknn"].contains(&r["name"].as_str().unwrap())
+        );
+        if !adapts {
+            assert_eq!(gain["mean"], 0.0);
+            assert_eq!(
+                r["few_shot"]["acc@1"]["mean"],
+                r["zero_shot"]["acc@1"]["mean"]
+            );
+        }
+        let lo = gain["ci_low"].as_f64().unwrap();
+        let hi = gain["ci_high"].as_f64().unwrap();
+        assert!(lo <= want + 1e-12 && want <= hi + 1e-12, "{gain}");
         if r["in_comparison"].as_bool().unwrap() {
             let model = r["model"].as_str().unwrap();
             assert!(
@@ -311,6 +338,76 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
     }
     // The paired difference of vanilla to itself is exactly 0; popularity is far below.
     assert_eq!(rows[2]["few_shot_vs_vanilla"]["acc@1"]["mean"], 0.0);
+    // The comparison table shows each row's gain ("none" for the baselines).
+    let comparison_line = |model: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {model} |")))
+            .unwrap_or_else(|| panic!("no comparison line for {model}"))
+            .to_string()
+    };
+    assert!(comparison_line("Session-KNN").contains("none (does not adapt)"));
+    let g = &rows[5]["adaptation_gain"];
+    let cell = format!(
+        "{:+.4} [{:+.3}, {:+.3}]",
+        g["mean"].as_f64().unwrap(),
+        g["ci_low"].as_f64().unwrap(),
+        g["ci_high"].as_f64().unwrap()
+    );
+    assert!(
+        comparison_line("Residual Warm-Start").contains(&cell),
+        "{cell}"
+    );
+    // Residual warm-start trains from the pretrained weights with its own outer lr, inner steps
+    // and the matrix's penalty.
+    let key = std::fs::read_to_string(out.join("runs/residual/seed1/matrix_key.toml")).unwrap();
+    for want in [
+        "outer_lr = 0.0001",
+        "inner_steps = 3",
+        "use_warmstart = true",
+        "residual_l2 = 0.5",
+    ] {
+        assert!(key.contains(want), "{want} not in\n{key}");
+    }
+    // Session-KNN does not depend on the seed.
+    assert_eq!(
+        rows[6]["per_seed_few_shot_acc1"][0],
+        rows[6]["per_seed_few_shot_acc1"][1]
+    );
+    // The sensitivity block: the cells whose two rows ran, each difference paired.
+    let cells = m["sensitivity"].as_array().unwrap();
+    let lr_steps: Vec<(f64, u64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["inner_lr"].as_f64().unwrap(),
+                c["inner_steps"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(lr_steps, [(0.01, 5), (0.1, 1)]);
+    assert!(md.contains("## Ablation: inner-loop sensitivity"));
+    for c in cells {
+        let d = &c["exponential_minus_equal"];
+        let want = c["exponential_few_shot_acc1"]["mean"].as_f64().unwrap()
+            - c["equal_few_shot_acc1"]["mean"].as_f64().unwrap();
+        assert!((d["mean"].as_f64().unwrap() - want).abs() < 1e-12, "{c}");
+        let line = format!(
+            "| {} | {} |",
+            c["inner_lr"].as_f64().unwrap(),
+            c["inner_steps"].as_u64().unwrap()
+        );
+        let diff = format!(
+            "{:+.4} [{:+.3}, {:+.3}]",
+            d["mean"].as_f64().unwrap(),
+            d["ci_low"].as_f64().unwrap(),
+            d["ci_high"].as_f64().unwrap()
+        );
+        assert!(
+            md.lines()
+                .any(|l| l.starts_with(&line) && l.ends_with(&format!("{diff} |"))),
+            "no sensitivity line {line} … {diff}"
+        );
+    }
     for f in ["recency_weights", "val_acc1", "few_shot_acc1"] {
         for ext in ["png", "svg"] {
             let p = out.join(format!("plots/{f}.{ext}"));
@@ -326,7 +423,7 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
     let t = ok(&args);
     let m2 = json(&out.join("matrix.json"));
     assert_eq!(m2["computed"].as_array().unwrap().len(), 0, "{t}");
-    assert_eq!(m2["reused"].as_array().unwrap().len(), 12);
+    assert_eq!(m2["reused"].as_array().unwrap().len(), 20);
     assert_eq!(m2["rows"], m["rows"]);
 
     // A changed setting recomputes only what depends on it.

@@ -11,7 +11,10 @@ use recmaml::matrix;
     mut_arg("config", |a| a.help(
         "TOML configuration (configs/matrix.toml): data incl. `pairs_train`, model, maml, \
          pretrain, `matrix.seeds`, `matrix.rows` (empty: all of gru4rec, popularity, vanilla, \
-         warmstart, recency, warmstart_recency, exp0.3, exp1.0, linear, softmax1.0, time)"
+         warmstart, recency, warmstart_recency, residual, sknn, exp0.3, exp1.0, linear, \
+         softmax1.0, time, and the sensitivity rows lr<LR>x<STEPS>_{equal,exp} listed in \
+         configs/matrix.toml), \
+         `matrix.residual_l2`"
     )),
     mut_arg("sets", |a| a.help(
         "Override a configuration key, e.g. `--set matrix.seeds=[1,2]` (repeatable)"

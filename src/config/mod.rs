@@ -68,6 +68,10 @@ pub struct RecencyConfig {
 pub struct WarmstartConfig {
     pub use_warmstart: bool,
     pub pretrained_path: String,
+    /// Residual warm start: the L2 penalty `(μ/2)·‖θ − θ_pre‖²` on the learned delta from the
+    /// frozen pretrained weights θ_pre, added to the meta-loss (0: no penalty, and the residual
+    /// parametrisation is exactly warm-start MAML). Needs `use_warmstart`.
+    pub residual_l2: f64,
 }
 
 /// `[pretrain]`: the global GRU4Rec model (`recmaml pretrain`), next-item CE with Adam.
@@ -91,6 +95,8 @@ pub struct MatrixConfig {
     pub seeds: Vec<u64>,
     /// Rows to run, by name (empty: all); see `recmaml matrix --help`.
     pub rows: Vec<String>,
+    /// The residual warm-start row's `warmstart.residual_l2`.
+    pub residual_l2: f64,
 }
 
 /// `[run]`: seed and backend.
@@ -132,6 +138,7 @@ impl Default for MatrixConfig {
         MatrixConfig {
             seeds: vec![42, 43, 44],
             rows: Vec::new(),
+            residual_l2: 0.0,
         }
     }
 }
@@ -252,6 +259,14 @@ impl Config {
         }
         if self.matrix.seeds.is_empty() {
             return Err(Error::config("matrix.seeds", "needs at least one seed"));
+        }
+        finite_nonneg("warmstart.residual_l2", self.warmstart.residual_l2)?;
+        finite_nonneg("matrix.residual_l2", self.matrix.residual_l2)?;
+        if self.warmstart.residual_l2 > 0.0 && !self.warmstart.use_warmstart {
+            return Err(Error::config(
+                "warmstart.residual_l2",
+                "penalises the delta from the pretrained weights: it needs warmstart.use_warmstart = true",
+            ));
         }
         if self.warmstart.use_warmstart && self.warmstart.pretrained_path.is_empty() {
             return Err(Error::config(
@@ -392,6 +407,9 @@ mod tests {
             ("maml.inner_steps=abc", "maml.inner_steps"),
             ("recency.weighting_scheme=cubic", "recency.weighting_scheme"),
             ("run.backend=tpu", "run.backend"),
+            ("warmstart.residual_l2=-1", "warmstart.residual_l2"),
+            ("warmstart.residual_l2=0.5", "warmstart.residual_l2"),
+            ("matrix.residual_l2=nan", "matrix.residual_l2"),
         ] {
             let err = Config::load(None, &sets(&[set])).unwrap_err().to_string();
             assert!(err.contains(key), "{set}: {err}");
@@ -450,11 +468,11 @@ mod tests {
             num_meta_iterations = 3000\nval_every = 100\ncheckpoint_every = 500\ngrad_clip = 10.0\n\n\
             [recency]\nweighting_scheme = \"exponential\"\nlambda = 0.5\ntemperature = 1.0\n\
             tau = 86400.0\n\n\
-            [warmstart]\nuse_warmstart = false\npretrained_path = \"\"\n\n\
+            [warmstart]\nuse_warmstart = false\npretrained_path = \"\"\nresidual_l2 = 0.0\n\n\
             [run]\nseed = 42\nbackend = \"cpu\"\n\n\
             [pretrain]\nepochs = 10\nbatch_size = 256\nlr = 0.001\ndropout = 0.2\n\
             max_prefix_len = 50\n\n\
-            [matrix]\nseeds = [\n    42,\n    43,\n    44,\n]\nrows = []\n";
+            [matrix]\nseeds = [\n    42,\n    43,\n    44,\n]\nrows = []\nresidual_l2 = 0.0\n";
         assert_eq!(toml, want);
     }
 

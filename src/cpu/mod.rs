@@ -70,6 +70,8 @@ pub struct Engine<F: Float> {
     meta_grad: MetaGrad<F>,
     /// Pretraining's buffers, made at the first pretraining step.
     pairs: Option<PairGrad<F>>,
+    /// What an anchored meta-step pulls θ toward ([`Engine::set_anchor`]).
+    anchor: Option<Vec<F>>,
 }
 
 /// A workspace borrowed from the pool for one rayon job, returned when dropped.
@@ -126,6 +128,7 @@ impl<F: Float> Engine<F> {
             out_wt: Vec::new(),
             meta_grad: MetaGrad::default(),
             pairs: None,
+            anchor: None,
         })
     }
 
@@ -157,6 +160,15 @@ impl<F: Float> Engine<F> {
             return Err(shape_err("parameters", theta.len(), self.layout.len));
         }
         self.theta.copy_from_slice(theta);
+        Ok(())
+    }
+
+    /// Sets the anchor of [`Engine::meta_step_anchored`] (length P).
+    pub fn set_anchor(&mut self, anchor: &[F]) -> Result<()> {
+        if anchor.len() != self.layout.len {
+            return Err(shape_err("anchor", anchor.len(), self.layout.len));
+        }
+        self.anchor = Some(anchor.to_vec());
         Ok(())
     }
 
@@ -242,8 +254,38 @@ impl<F: Float> Engine<F> {
         adam: &Adam<F>,
         clip: f64,
     ) -> Result<MetaStepStats> {
+        self.meta_step_anchored(tasks, weights, lr, steps, adam, clip, F::ZERO)
+    }
+
+    /// [`Engine::meta_step_weighted`] with the anchor penalty `(anchor_l2 / 2)·‖θ − anchor‖²`
+    /// added to the meta-loss: its gradient `anchor_l2 · (θ − anchor)` is added to the
+    /// meta-gradient before the clip (the norm reported is that of the sum). `anchor_l2` 0 is
+    /// `meta_step_weighted` exactly; above 0 it needs [`Engine::set_anchor`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn meta_step_anchored(
+        &mut self,
+        tasks: &[Task],
+        weights: &[&[F]],
+        lr: F,
+        steps: usize,
+        adam: &Adam<F>,
+        clip: f64,
+        anchor_l2: F,
+    ) -> Result<MetaStepStats> {
+        if anchor_l2 != F::ZERO && self.anchor.is_none() {
+            return Err(Error::Other(
+                "an anchored meta-step needs an anchor (set_anchor)".into(),
+            ));
+        }
         let mut grad = std::mem::take(&mut self.grad);
         let result = self.meta_gradient_weighted(tasks, weights, lr, steps, &mut grad);
+        if let (Ok(_), Some(anchor)) = (&result, &self.anchor) {
+            if anchor_l2 != F::ZERO {
+                for ((g, &t), &a) in grad.iter_mut().zip(&self.theta).zip(anchor) {
+                    *g += anchor_l2 * (t - a);
+                }
+            }
+        }
         let stats = result.map(|meta_loss| {
             let grad_norm = clip_grad_norm(&mut grad, clip);
             if meta_loss.is_finite() && grad_norm.is_finite() {
@@ -379,6 +421,10 @@ impl Backend for Engine<f32> {
         Ok(self.theta.clone())
     }
 
+    fn set_anchor(&mut self, anchor: &[f32]) -> Result<()> {
+        Engine::set_anchor(self, anchor)
+    }
+
     fn set_adam(&mut self, state: &AdamState) -> Result<()> {
         state.check_len(self.layout.len)?;
         self.step = state.step;
@@ -413,7 +459,7 @@ impl Backend for Engine<f32> {
     ) -> Result<MetaStepStats> {
         let weights: Vec<&[f32]> = tasks.iter().map(|t| t.support_weights).collect();
         let adam = Adam::from_outer(outer);
-        Engine::meta_step_weighted(
+        Engine::meta_step_anchored(
             self,
             tasks,
             &weights,
@@ -421,6 +467,7 @@ impl Backend for Engine<f32> {
             inner.steps,
             &adam,
             outer.clip as f64,
+            outer.anchor_l2,
         )
     }
 

@@ -127,7 +127,8 @@ pub struct AdamParams {
     pub w2: f32,
     pub bias_c2_sqrt: f32,
     pub eps: f32,
-    pub pad_: u32,
+    /// Weight of the anchor penalty (0: none); clip_forward adds its gradient.
+    pub anchor_l2: f32,
 }
 
 /// Blocks of clip_forward (fixed, so the norm's summation order is fixed).
@@ -201,7 +202,7 @@ impl AdamParams {
             w2: 1.0 - outer.beta2,
             bias_c2_sqrt: bias_c2.sqrt(),
             eps: outer.eps,
-            pad_: 0,
+            anchor_l2: outer.anchor_l2,
         }
     }
 }

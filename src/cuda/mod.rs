@@ -73,6 +73,8 @@ pub struct Cuda<D: Device = Driver> {
     v: Buf<D, f32>,
     partials: Buf<D, f64>,
     stats: Buf<D, f64>,
+    /// What an anchored meta-step pulls θ toward ([`Backend::set_anchor`]).
+    anchor: Option<Buf<D, f32>>,
     step: u64,
     bufs: BatchBufs<D>,
     last_ms: Option<f64>,
@@ -145,6 +147,7 @@ impl<D: Device> Cuda<D> {
             v: Buf::from_slice(d, &zeros)?,
             partials: Buf::new(d, NORM_BLOCKS as usize)?,
             stats: Buf::new(d, 2)?,
+            anchor: None,
             bufs,
             layout,
             step: 0,
@@ -319,22 +322,34 @@ impl<D: Device> Cuda<D> {
         outer: &OuterConfig,
         over: Option<&[pack::QueryOverride]>,
     ) -> Result<MetaStepStats> {
+        if outer.anchor_l2 != 0.0 && self.anchor.is_none() {
+            return Err(Error::Other(
+                "an anchored meta-step needs an anchor (set_anchor)".into(),
+            ));
+        }
         self.dev.timer_start()?;
         self.launch_meta_gradient(tasks, inner, over)?;
+        // Not read without a penalty.
+        let anchor = match (&self.anchor, outer.anchor_l2 != 0.0) {
+            (Some(a), true) => a,
+            _ => &self.theta,
+        };
         let ap = AdamParams::for_step(self.step, self.layout.len, outer);
         let d = &mut self.dev;
         let block = d.block();
         let mut args = Args::new()
             .val(&ap)
             .buf(d, &self.grad)
+            .buf(d, &self.theta)
+            .buf(d, anchor)
             .buf(d, &self.partials);
         let shape = Launch {
             grid: NORM_BLOCKS,
             block,
             smem: 0,
         };
-        // SAFETY: clip_forward(AdamParams, grad, partials) in clip.cu; partials has NORM_BLOCKS
-        // doubles.
+        // SAFETY: clip_forward(AdamParams, grad, theta, anchor, partials) in clip.cu; theta and
+        // anchor hold P floats, partials NORM_BLOCKS doubles.
         unsafe { d.launch(Kernel::Clip, shape, &mut args.pointers())? };
         let mut args = Args::new()
             .val(&ap)
@@ -381,6 +396,12 @@ impl<D: Device> Backend for Cuda<D> {
 
     fn params(&self) -> Result<Vec<f32>> {
         self.theta.to_vec(&self.dev)
+    }
+
+    fn set_anchor(&mut self, anchor: &[f32]) -> Result<()> {
+        check_len("anchor", anchor.len(), self.layout.len)?;
+        self.anchor = Some(Buf::from_slice(&mut self.dev, anchor)?);
+        Ok(())
     }
 
     fn set_adam(&mut self, state: &AdamState) -> Result<()> {
@@ -484,7 +505,12 @@ impl<D: Device> Backend for Cuda<D> {
         let chunks = pretrain::Chunks::of(batch, h)?;
         let none = InnerLoop { lr: 0.0, steps: 0 };
         let (tasks, over) = (chunks.tasks(), chunks.overrides());
-        let st = self.step_with(&tasks, &none, outer, Some(&over))?;
+        // The anchor penalty is meta-training's only (see OuterConfig::anchor_l2).
+        let outer = OuterConfig {
+            anchor_l2: 0.0,
+            ..*outer
+        };
+        let st = self.step_with(&tasks, &none, &outer, Some(&over))?;
         // meta_grad_forward reports the mean of the tasks' losses; each is already weighted.
         Ok(st.meta_loss * tasks.len() as f64)
     }

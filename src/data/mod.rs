@@ -12,7 +12,9 @@ pub mod time;
 pub mod workload;
 pub mod xuetangx;
 
-pub use episodes::{read_episodes, read_pair_file, write_episodes, write_pairs, PairSet};
+pub use episodes::{
+    read_episodes, read_pair_file, read_pair_sessions, write_episodes, write_pairs, PairSet,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -25,19 +25,30 @@ fn diff_cell(r: &RowReport) -> String {
     }
 }
 
+/// The adaptation gain cell: few-shot minus zero-shot Acc@1 with its paired interval, or "none"
+/// for a row that does not adapt.
+pub fn gain_cell(r: &RowReport) -> String {
+    if r.adapts {
+        fmt_diff(&r.adaptation_gain)
+    } else {
+        "none (does not adapt)".into()
+    }
+}
+
 /// The comparison matrix as a Markdown table.
 pub fn comparison_table(rep: &MatrixReport) -> String {
     let mut s = String::from(
-        "| Model | Init | Inner Loop | Zero-shot Acc@1 | Few-shot Acc@1 | Few-shot HR@10 | Few-shot NDCG@10 | Few-shot MRR | Few-shot Acc@1 vs Vanilla |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| Model | Init | Inner Loop | Zero-shot Acc@1 | Few-shot Acc@1 | Adaptation gain (Acc@1) | Few-shot HR@10 | Few-shot NDCG@10 | Few-shot MRR | Few-shot Acc@1 vs Vanilla |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rep.rows.iter().filter(|r| r.in_comparison) {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.model,
             r.init,
             r.inner_loop,
             fmt_agg(&r.zero_shot["acc@1"]),
             fmt_agg(&r.few_shot["acc@1"]),
+            gain_cell(r),
             fmt_agg(&r.few_shot["hr@10"]),
             fmt_agg(&r.few_shot["ndcg@10"]),
             fmt_agg(&r.few_shot["mrr"]),
@@ -50,17 +61,37 @@ pub fn comparison_table(rep: &MatrixReport) -> String {
 /// The ablation over weighting schemes as a Markdown table.
 pub fn ablation_table(rep: &MatrixReport) -> String {
     let mut s = String::from(
-        "| Scheme | Lambda/Temp | Few-shot Acc@1 | Zero-shot Acc@1 | Few-shot MRR | Few-shot Acc@1 vs Equal |\n|---|---|---|---|---|---|\n",
+        "| Scheme | Lambda/Temp | Few-shot Acc@1 | Zero-shot Acc@1 | Adaptation gain (Acc@1) | Few-shot MRR | Few-shot Acc@1 vs Equal |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rep.rows.iter().filter(|r| r.in_ablation) {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.scheme,
             r.scheme_param,
             fmt_agg(&r.few_shot["acc@1"]),
             fmt_agg(&r.zero_shot["acc@1"]),
+            gain_cell(r),
             fmt_agg(&r.few_shot["mrr"]),
             diff_cell(r)
+        );
+    }
+    s
+}
+
+/// The inner-loop sensitivity block as a Markdown table: one line per (inner lr, steps) whose
+/// two rows ran.
+pub fn sensitivity_table(rep: &MatrixReport) -> String {
+    let mut s = String::from(
+        "| Inner lr | Inner steps | Equal: few-shot Acc@1 | Exponential λ=0.5: few-shot Acc@1 | Exponential − Equal |\n|---|---|---|---|---|\n",
+    );
+    for c in &rep.sensitivity {
+        s += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            c.inner_lr,
+            c.inner_steps,
+            fmt_agg(&c.equal_few_shot_acc1),
+            fmt_agg(&c.exponential_few_shot_acc1),
+            fmt_diff(&c.exponential_minus_equal)
         );
     }
     s
@@ -89,13 +120,27 @@ pub fn verdict(rep: &MatrixReport, name: &str) -> Option<String> {
 pub fn markdown(rep: &MatrixReport) -> String {
     let mut s = String::from("# Comparison matrix and ablation\n\n");
     s += &context(rep);
-    s += "Cells: mean ± standard deviation over seeds [95% bootstrap interval over test episodes]. Differences: seed-averaged per-episode difference to vanilla MAML with a paired bootstrap interval. The baselines (GRU4Rec, popularity) do not adapt, so their few-shot value is their only prediction.\n\n";
+    s += &format!(
+        "Cells: mean ± standard deviation over seeds [95% bootstrap interval over test episodes]. Differences: seed-averaged per-episode difference to vanilla MAML with a paired bootstrap interval. Adaptation gain: seed-averaged per-episode few-shot minus zero-shot Acc@1, paired bootstrap interval over the same episodes. The baselines (GRU4Rec, popularity, session-KNN) do not adapt, so their few-shot value is their only prediction. Residual warm-start trains a delta δ (from 0) on top of the frozen GRU4Rec weights θ_pre, the model being θ_pre + δ, with the L2 penalty matrix.residual_l2 = {} on δ; its inner loop has 3 steps and its outer lr is 1e-4. Session-KNN: the 100 train sessions most similar to the prefix's last 50 items (position-weighted, the latest weighs most) vote for their items.\n\n",
+        rep.config.matrix.residual_l2
+    );
     s += "## Comparison matrix\n\n";
     s += &comparison_table(rep);
     s += "\n## Ablation: weighting schemes\n\n";
     s += &ablation_table(rep);
+    if !rep.sensitivity.is_empty() {
+        s += "\n## Ablation: inner-loop sensitivity\n\nRandom init, meta-trained as vanilla MAML but for the inner loop's learning rate and steps; the last column is the paired difference of the two weightings on the same episodes (where recency weighting starts to matter).\n\n";
+        s += &sensitivity_table(rep);
+    }
     s += "\n## Hypotheses\n\nDoes the row beat vanilla MAML? (The seed's hypotheses: recency weighting improves adaptation; warm start + recency is best.)\n\n";
-    for name in ["recency", "warmstart", "warmstart_recency", "gru4rec"] {
+    for name in [
+        "recency",
+        "warmstart",
+        "warmstart_recency",
+        "residual",
+        "gru4rec",
+        "sknn",
+    ] {
         if let Some(v) = verdict(rep, name) {
             s += &v;
             s += "\n";

@@ -1,11 +1,14 @@
 //! The seed notebook's comparison matrix (GRU4Rec baseline, popularity, vanilla
-//! MAML, warm-start MAML, recency MAML, warm-start + recency) and its ablation over weighting
-//! schemes, each row over several seeds, on one prepared dataset (`recmaml matrix`).
+//! MAML, warm-start MAML, recency MAML, warm-start + recency) with upstream's residual warm-start
+//! and session-KNN rows, its ablation over weighting schemes and an inner-loop sensitivity block
+//! (inner lr × steps, equal and exponential weights), each row over several seeds, on one
+//! prepared dataset (`recmaml matrix`).
 //!
 //! Every row is evaluated on the same test episodes. A row reports, per metric, the mean and
 //! standard deviation over seeds of the test mean, and a 95% bootstrap interval over test episodes
 //! of the per-episode values averaged over seeds; the few-shot difference to vanilla MAML comes
-//! with a paired bootstrap interval (episodes resampled jointly for both rows).
+//! with a paired bootstrap interval (episodes resampled jointly for both rows), and so does each
+//! row's adaptation gain (few-shot minus zero-shot Acc@1 on the same episodes).
 //!
 //! Finished (row, seed) results are files under `OUT/rows/`, keyed by the exact configuration
 //! they were computed with, so running the command again reuses them; an interrupted training run
@@ -15,22 +18,30 @@
 //! aggregates and paired differences ([`paired_difference`]), its Markdown ([`markdown`]) and
 //! its figures ([`val_curve_series`], [`few_shot_intervals`]).
 
+mod knn;
 mod markdown;
 mod plots;
 mod report;
 mod rows;
 mod runs;
 
-pub use markdown::{ablation_table, comparison_table, fmt_agg, fmt_diff, markdown, verdict};
+pub use knn::{KnnParams, SessionKnn, KNN_PARAMS};
+pub use markdown::{
+    ablation_table, comparison_table, fmt_agg, fmt_diff, gain_cell, markdown, sensitivity_table,
+    verdict,
+};
 pub use plots::{few_shot_intervals, val_curve_series};
-pub use report::{paired_difference, Aggregate, MatrixReport, RowReport, SeedResult};
+pub use report::{
+    adaptation_gain, paired_difference, Aggregate, MatrixReport, RowReport, SeedResult,
+    SensitivityCell,
+};
 pub use rows::row_names;
 
 use crate::config::{BackendKind, Config};
 use crate::error::{Error, Result};
 use crate::train;
-use report::{machine, mean_of, row_report};
-use rows::{selected_rows, RowSpec};
+use report::{machine, mean_of, row_report, sensitivity_cell};
+use rows::{selected_rows, RowSpec, SENSITIVITY};
 use runs::{row_seed, Layout, PretrainedCache};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,13 +61,26 @@ pub fn run(cfg: &Config, out: &Path) -> Result<MatrixReport> {
         .map(|&s| &done.results[&("vanilla", s)])
         .collect();
     let n_test = vanilla[0].episode_ids.len();
+    let of_row = |name: &str| -> Vec<&SeedResult> {
+        seeds
+            .iter()
+            .map(|&s| &done.results[&(name_of(&rows, name), s)])
+            .collect()
+    };
     let mut reports = Vec::new();
     for row in &rows {
-        let per_seed: Vec<&SeedResult> = seeds
-            .iter()
-            .map(|&s| &done.results[&(row.name, s)])
-            .collect();
-        reports.push(row_report(row, &per_seed, &vanilla)?);
+        reports.push(row_report(row, &of_row(row.name), &vanilla)?);
+    }
+    let mut sensitivity = Vec::new();
+    for (lr, steps, eq, exp) in SENSITIVITY {
+        let find = |n: &str| reports.iter().find(|r: &&RowReport| r.name == n);
+        if let (Some(e), Some(x)) = (find(eq), find(exp)) {
+            sensitivity.push(sensitivity_cell(
+                (lr, steps),
+                (e, x),
+                (&of_row(eq), &of_row(exp)),
+            )?);
+        }
     }
     let report = MatrixReport {
         config: cfg.clone(),
@@ -67,12 +91,20 @@ pub fn run(cfg: &Config, out: &Path) -> Result<MatrixReport> {
         machine: machine(),
         date: crate::util::run_tag(),
         rows: reports,
+        sensitivity,
         wall_time_s: started.elapsed().as_secs_f64(),
         computed: done.computed,
         reused: done.reused,
     };
     write_reports(&report, out)?;
     Ok(report)
+}
+
+/// The `&'static` name of the selected row called `name` (the key of the results).
+fn name_of(rows: &[RowSpec], name: &str) -> &'static str {
+    rows.iter()
+        .find(|r| r.name == name)
+        .map_or("vanilla", |r| r.name)
 }
 
 /// The rows to run, after checking the settings the matrix needs.

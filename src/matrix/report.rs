@@ -53,6 +53,13 @@ pub struct RowReport {
     pub few_shot: BTreeMap<String, Aggregate>,
     /// Metric name -> few-shot difference to vanilla MAML, paired bootstrap over test episodes.
     pub few_shot_vs_vanilla: BTreeMap<String, Estimate>,
+    /// Whether the row adapts to the support pairs (the MAML rows; the baselines do not).
+    #[serde(default)]
+    pub adapts: bool,
+    /// Few-shot minus zero-shot Acc@1 (seed-averaged per episode, paired bootstrap over the same
+    /// test episodes); exactly 0 for a row that does not adapt.
+    #[serde(default = "nan_estimate")]
+    pub adaptation_gain: Estimate,
     /// Per seed: few-shot Acc@1 and best validation iteration.
     pub per_seed_few_shot_acc1: Vec<f64>,
     pub per_seed_best_iteration: Vec<Option<u64>>,
@@ -60,6 +67,28 @@ pub struct RowReport {
     pub val_curve: Vec<(u64, f64)>,
     /// Total wall time of its seeds (as computed, also when reused).
     pub wall_time_s: f64,
+}
+
+fn nan_estimate() -> Estimate {
+    Estimate {
+        mean: f64::NAN,
+        ci_low: f64::NAN,
+        ci_high: f64::NAN,
+    }
+}
+
+/// One cell of the inner-loop sensitivity block: an inner learning rate and number of steps,
+/// the few-shot Acc@1 of equal and of exponential (λ = 0.5) weights, and their paired difference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensitivityCell {
+    pub inner_lr: f64,
+    pub inner_steps: usize,
+    pub equal_row: String,
+    pub exponential_row: String,
+    pub equal_few_shot_acc1: Aggregate,
+    pub exponential_few_shot_acc1: Aggregate,
+    /// Exponential minus equal few-shot Acc@1, paired bootstrap over test episodes.
+    pub exponential_minus_equal: Estimate,
 }
 
 /// `matrix.json`.
@@ -73,6 +102,9 @@ pub struct MatrixReport {
     pub machine: String,
     pub date: String,
     pub rows: Vec<RowReport>,
+    /// The inner-loop sensitivity block: the cells whose two rows both ran.
+    #[serde(default)]
+    pub sensitivity: Vec<SensitivityCell>,
     /// Wall time of this invocation (reused rows cost nothing).
     pub wall_time_s: f64,
     /// Rows computed now / reused from an earlier invocation, as `row/seed`.
@@ -174,6 +206,28 @@ pub fn paired_difference(
     Ok(bootstrap_mean(&diffs, 7_000 + metric as u64))
 }
 
+/// The adaptation gain of a row: per test episode, few-shot minus zero-shot Acc@1 averaged over
+/// the seeds, with a bootstrap interval over episodes (paired: both values come from the same
+/// episode and seed). Checked like [`paired_difference`].
+pub fn adaptation_gain(per_seed: &[&SeedResult], vanilla: &[&SeedResult]) -> Result<Estimate> {
+    check_same_episodes(per_seed, vanilla)?;
+    if per_seed.is_empty() {
+        return Err(Error::Other(
+            "no seeds to take the adaptation gain of".into(),
+        ));
+    }
+    let gains: Vec<f64> = (0..per_seed[0].few_shot.len())
+        .map(|e| {
+            per_seed
+                .iter()
+                .map(|r| r.few_shot[e][0] - r.zero_shot[e][0])
+                .sum::<f64>()
+                / per_seed.len() as f64
+        })
+        .collect();
+    Ok(bootstrap_mean(&gains, 7_500))
+}
+
 /// The report of one row from its seeds' results, with the differences to vanilla's.
 pub(super) fn row_report(
     row: &RowSpec,
@@ -208,10 +262,30 @@ pub(super) fn row_report(
         zero_shot: zero,
         few_shot: few,
         few_shot_vs_vanilla: diff,
+        adapts: row.kind.adapts(),
+        adaptation_gain: adaptation_gain(per_seed, vanilla)?,
         per_seed_few_shot_acc1: per_seed.iter().map(|r| mean_of(&r.few_shot, 0)).collect(),
         per_seed_best_iteration: per_seed.iter().map(|r| r.best_iteration).collect(),
         val_curve: val_curve(per_seed),
         wall_time_s: per_seed.iter().map(|r| r.wall_time_s).sum(),
+    })
+}
+
+/// The sensitivity cell of `equal` and `exponential` (each a row's seeds), with the few-shot
+/// Acc@1 of both and their paired difference.
+pub(super) fn sensitivity_cell(
+    (inner_lr, inner_steps): (f64, usize),
+    (equal, exponential): (&RowReport, &RowReport),
+    (eq_seeds, exp_seeds): (&[&SeedResult], &[&SeedResult]),
+) -> Result<SensitivityCell> {
+    Ok(SensitivityCell {
+        inner_lr,
+        inner_steps,
+        equal_row: equal.name.clone(),
+        exponential_row: exponential.name.clone(),
+        equal_few_shot_acc1: equal.few_shot["acc@1"],
+        exponential_few_shot_acc1: exponential.few_shot["acc@1"],
+        exponential_minus_equal: paired_difference(exp_seeds, eq_seeds, 0)?,
     })
 }
 

@@ -1,6 +1,7 @@
-//! The rows of the matrix: what each computes (baseline, or MAML with a weighting scheme, warm
-//! or not), where it appears in the report, which ones `matrix.rows` selects, and the
-//! configuration each row trains with for a seed.
+//! The rows of the matrix: what each computes (a baseline, or MAML with a weighting scheme, warm,
+//! residual or not, with its own inner loop in the sensitivity block), where it appears in the
+//! report, which ones `matrix.rows` selects, and the configuration each row trains with for a
+//! seed.
 
 use crate::config::{Config, WeightingScheme};
 use crate::error::{Error, Result};
@@ -13,13 +14,33 @@ pub(super) enum Kind {
     Gru4Rec,
     /// Most frequent train labels.
     Popularity,
+    /// Session-KNN over the train sessions ([`super::knn`]), not adapted.
+    SessionKnn,
     /// Meta-trained with FOMAML.
-    Maml {
-        warm: bool,
-        scheme: WeightingScheme,
-        lambda: Option<f64>,
-        temperature: Option<f64>,
-    },
+    Maml(MamlRow),
+}
+
+/// What a MAML row sets on top of the matrix's configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct MamlRow {
+    pub(super) warm: bool,
+    pub(super) scheme: WeightingScheme,
+    pub(super) lambda: Option<f64>,
+    pub(super) temperature: Option<f64>,
+    /// Inner learning rate and steps, when the row sets its own.
+    pub(super) inner_lr: Option<f64>,
+    pub(super) inner_steps: Option<usize>,
+    /// Outer learning rate, when the row sets its own.
+    pub(super) outer_lr: Option<f64>,
+    /// Residual warm-start: `warmstart.residual_l2` is the matrix's `matrix.residual_l2`.
+    pub(super) residual: bool,
+}
+
+impl Kind {
+    /// Whether the row adapts to the support pairs (zero- and few-shot differ).
+    pub(super) fn adapts(&self) -> bool {
+        matches!(self, Kind::Maml(_))
+    }
 }
 
 /// Which of the seed's two tables a row appears in.
@@ -43,13 +64,63 @@ pub(super) struct RowSpec {
 }
 
 const fn maml(warm: bool, scheme: WeightingScheme, lambda: Option<f64>, t: Option<f64>) -> Kind {
-    Kind::Maml {
+    Kind::Maml(MamlRow {
         warm,
         scheme,
         lambda,
         temperature: t,
+        inner_lr: None,
+        inner_steps: None,
+        outer_lr: None,
+        residual: false,
+    })
+}
+
+/// A row of the inner-loop sensitivity block: random init, equal or exponential (λ = 0.5)
+/// weights, its own inner learning rate and steps.
+const fn sensitivity(
+    name: &'static str,
+    inner: &'static str,
+    lr: f64,
+    steps: usize,
+    exp: bool,
+) -> RowSpec {
+    let (scheme, lambda) = if exp {
+        (WeightingScheme::Exponential, Some(0.5))
+    } else {
+        (WeightingScheme::Equal, None)
+    };
+    RowSpec {
+        name,
+        model: if exp { "Recency MAML" } else { "Vanilla MAML" },
+        init: "Random",
+        inner,
+        scheme_cell: ("", ""),
+        tables: NONE,
+        kind: Kind::Maml(MamlRow {
+            warm: false,
+            scheme,
+            lambda,
+            temperature: None,
+            inner_lr: Some(lr),
+            inner_steps: Some(steps),
+            outer_lr: None,
+            residual: false,
+        }),
     }
 }
+
+/// One cell of the inner-loop sensitivity block: inner learning rate, steps, and the rows with
+/// equal and with exponential (λ = 0.5) weights. The matrix's own setting (0.01, 5) is the
+/// vanilla and recency rows.
+pub(super) const SENSITIVITY: [(f64, usize, &str, &str); 6] = [
+    (0.01, 1, "lr0.01x1_equal", "lr0.01x1_exp"),
+    (0.01, 5, "vanilla", "recency"),
+    (0.05, 1, "lr0.05x1_equal", "lr0.05x1_exp"),
+    (0.05, 5, "lr0.05x5_equal", "lr0.05x5_exp"),
+    (0.1, 1, "lr0.1x1_equal", "lr0.1x1_exp"),
+    (0.1, 5, "lr0.1x5_equal", "lr0.1x5_exp"),
+];
 
 const COMPARISON: Tables = Tables {
     comparison: true,
@@ -63,9 +134,14 @@ const BOTH: Tables = Tables {
     comparison: true,
     ablation: true,
 };
+/// In neither table (the sensitivity block lists it, see [`SENSITIVITY`]).
+const NONE: Tables = Tables {
+    comparison: false,
+    ablation: false,
+};
 
 /// Every row, in report order. The name is the row's folder and its key in `matrix.rows`.
-const ROWS: [RowSpec; 11] = [
+const ROWS: [RowSpec; 23] = [
     RowSpec {
         name: "gru4rec",
         model: "GRU4Rec baseline",
@@ -121,6 +197,33 @@ const ROWS: [RowSpec; 11] = [
         kind: maml(true, WeightingScheme::Exponential, Some(0.5), None),
     },
     RowSpec {
+        name: "residual",
+        model: "Residual Warm-Start",
+        init: "GRU4Rec (frozen) + δ = 0",
+        inner: "Equal weights, 3 steps; outer lr 1e-4",
+        scheme_cell: ("", ""),
+        tables: COMPARISON,
+        kind: Kind::Maml(MamlRow {
+            warm: true,
+            scheme: WeightingScheme::Equal,
+            lambda: None,
+            temperature: None,
+            inner_lr: None,
+            inner_steps: Some(3),
+            outer_lr: Some(1e-4),
+            residual: true,
+        }),
+    },
+    RowSpec {
+        name: "sknn",
+        model: "Session-KNN",
+        init: "Train sessions",
+        inner: "N/A",
+        scheme_cell: ("", ""),
+        tables: COMPARISON,
+        kind: Kind::SessionKnn,
+    },
+    RowSpec {
         name: "exp0.3",
         model: "Recency MAML",
         init: "Random",
@@ -165,6 +268,46 @@ const ROWS: [RowSpec; 11] = [
         tables: ABLATION,
         kind: maml(false, WeightingScheme::Time, None, None),
     },
+    sensitivity("lr0.01x1_equal", "Equal, lr 0.01 × 1 step", 0.01, 1, false),
+    sensitivity(
+        "lr0.01x1_exp",
+        "Exponential λ=0.5, lr 0.01 × 1 step",
+        0.01,
+        1,
+        true,
+    ),
+    sensitivity("lr0.05x1_equal", "Equal, lr 0.05 × 1 step", 0.05, 1, false),
+    sensitivity(
+        "lr0.05x1_exp",
+        "Exponential λ=0.5, lr 0.05 × 1 step",
+        0.05,
+        1,
+        true,
+    ),
+    sensitivity("lr0.05x5_equal", "Equal, lr 0.05 × 5 steps", 0.05, 5, false),
+    sensitivity(
+        "lr0.05x5_exp",
+        "Exponential λ=0.5, lr 0.05 × 5 steps",
+        0.05,
+        5,
+        true,
+    ),
+    sensitivity("lr0.1x1_equal", "Equal, lr 0.1 × 1 step", 0.1, 1, false),
+    sensitivity(
+        "lr0.1x1_exp",
+        "Exponential λ=0.5, lr 0.1 × 1 step",
+        0.1,
+        1,
+        true,
+    ),
+    sensitivity("lr0.1x5_equal", "Equal, lr 0.1 × 5 steps", 0.1, 5, false),
+    sensitivity(
+        "lr0.1x5_exp",
+        "Exponential λ=0.5, lr 0.1 × 5 steps",
+        0.1,
+        5,
+        true,
+    ),
 ];
 
 /// The names `matrix.rows` accepts.
@@ -199,25 +342,33 @@ pub(super) fn maml_config(base: &Config, row: &RowSpec, seed: u64, pretrained: &
     let mut c = base.clone();
     c.run.seed = seed;
     c.matrix = Default::default();
-    if let Kind::Maml {
-        warm,
-        scheme,
-        lambda,
-        temperature,
-    } = row.kind
-    {
-        c.recency.weighting_scheme = scheme;
-        if let Some(l) = lambda {
+    if let Kind::Maml(m) = row.kind {
+        c.recency.weighting_scheme = m.scheme;
+        if let Some(l) = m.lambda {
             c.recency.lambda = l;
         }
-        if let Some(t) = temperature {
+        if let Some(t) = m.temperature {
             c.recency.temperature = t;
         }
-        c.warmstart.use_warmstart = warm;
-        c.warmstart.pretrained_path = if warm {
+        if let Some(lr) = m.inner_lr {
+            c.maml.inner_lr = lr;
+        }
+        if let Some(steps) = m.inner_steps {
+            c.maml.inner_steps = steps;
+        }
+        if let Some(lr) = m.outer_lr {
+            c.maml.outer_lr = lr;
+        }
+        c.warmstart.use_warmstart = m.warm;
+        c.warmstart.pretrained_path = if m.warm {
             pretrained.display().to_string()
         } else {
             String::new()
+        };
+        c.warmstart.residual_l2 = if m.residual {
+            base.matrix.residual_l2
+        } else {
+            0.0
         };
     }
     c

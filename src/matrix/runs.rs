@@ -2,14 +2,16 @@
 //! with the same configuration, else computed (from the seed's pretrained model, or by a training
 //! run under `OUT/runs/` that continues from its last checkpoint) and stored.
 
+use super::knn;
 use super::report::SeedResult;
 use super::rows::{maml_config, pretrain_config, Kind, RowSpec};
 use crate::config::Config;
+use crate::data;
 use crate::error::{Error, Result};
 use crate::evaluate::EpisodeRecord;
 use crate::metrics;
 use crate::pretrain;
-use crate::train::{self, TrainOptions};
+use crate::train::{self, TrainOptions, WeightedSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,13 +108,17 @@ pub(super) fn row_seed(
     pretrained: &mut PretrainedCache,
 ) -> Result<(SeedResult, bool)> {
     let row_cfg = match row.kind {
-        Kind::Maml { .. } => {
+        Kind::Maml(_) => {
             let ck = lay.pretrain_dir(seed).join(pretrain::CHECKPOINT_NAME);
             maml_config(cfg, row, seed, &ck)
         }
         _ => pretrain_config(cfg, seed),
     };
-    let key = row_cfg.to_toml();
+    let mut key = row_cfg.to_toml();
+    if row.kind == Kind::SessionKnn {
+        let p = knn::KNN_PARAMS;
+        key += &format!("# session-knn k = {}, window = {}\n", p.k, p.window);
+    }
     let file = lay.seed_file(row.name, seed);
     if let Some(r) = read_json::<SeedResult>(&file).filter(|r| r.key == key) {
         return Ok((r, false));
@@ -120,8 +126,9 @@ pub(super) fn row_seed(
     let started = Instant::now();
     let mut res = match row.kind {
         Kind::Gru4Rec | Kind::Popularity => baseline(cfg, row, seed, key, lay, pretrained)?,
-        Kind::Maml { warm, .. } => {
-            if warm {
+        Kind::SessionKnn => session_knn(cfg, row, seed, key)?,
+        Kind::Maml(m) => {
+            if m.warm {
                 ensure_pretrained(cfg, seed, lay, pretrained)?;
             }
             meta_trained(&row_cfg, row, seed, key, lay)?
@@ -178,6 +185,27 @@ fn baseline(
         res.wall_time_s = p.report.wall_time_s;
     }
     Ok(res)
+}
+
+/// The session-KNN row: its records on the test episodes, from the train pairs' sessions.
+fn session_knn(cfg: &Config, row: &RowSpec, seed: u64, key: String) -> Result<SeedResult> {
+    let path = Path::new(&cfg.data.pairs_train);
+    if cfg.data.pairs_train.is_empty() {
+        return Err(Error::config(
+            "data.pairs_train",
+            "session-KNN needs the train pairs (pairs_train.parquet from `recmaml prepare`)",
+        ));
+    }
+    let pairs = data::read_pair_file(path, None)?;
+    let v = pairs.n_items;
+    let sessions = data::read_pair_sessions(path, v)?;
+    let popularity = pretrain::popularity_scores(&pairs, v)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let knn = knn::SessionKnn::new(sessions, popularity, knn::KNN_PARAMS);
+    let test = WeightedSet::load(Path::new(&cfg.data.test), Some(v), cfg)?;
+    Ok(seed_result(row, seed, key, &knn.records(&test)))
 }
 
 /// A MAML row: trains (or continues training) in the row's run folder and evaluates on the test

@@ -53,7 +53,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
     let theta0 = initial_params(cfg, run.warm_start.as_ref(), &layout)?;
-    let backend = make_backend(cfg, layout.clone(), theta0)?;
+    // Residual warm-start: the pretrained weights stay as they were loaded, as the anchor that
+    // the delta θ − θ_pre is measured from (also on resume, which restores θ afterwards).
+    let anchor = (cfg.warmstart.residual_l2 > 0.0).then(|| theta0.clone());
+    let mut backend = make_backend(cfg, layout.clone(), theta0)?;
+    if let Some(a) = &anchor {
+        backend.set_anchor(a)?;
+    }
     let mut trainer = Trainer {
         cfg,
         opts,

@@ -14,14 +14,18 @@ pub fn inner_loop(cfg: &Config) -> InnerLoop {
     }
 }
 
-/// The outer update of a configuration (clip 0 disables clipping).
+/// The outer update of a configuration (clip 0 disables clipping), with residual warm-start's
+/// penalty `warmstart.residual_l2` as the anchor penalty (the anchor is the pretrained θ).
 pub fn outer_config(cfg: &Config) -> OuterConfig {
     let clip = if cfg.maml.grad_clip > 0.0 {
         cfg.maml.grad_clip as f32
     } else {
         f32::INFINITY
     };
-    OuterConfig::adam(cfg.maml.outer_lr as f32, clip)
+    OuterConfig {
+        anchor_l2: cfg.warmstart.residual_l2 as f32,
+        ..OuterConfig::adam(cfg.maml.outer_lr as f32, clip)
+    }
 }
 
 /// A backend for the configuration's `run.backend`: `cpu`, `cuda` (an error without a usable

@@ -27,7 +27,8 @@ static void k_meta_grad(void** a) {
                       arg<double*>(a, 6));
 }
 static void k_clip(void** a) {
-    clip_forward(arg<AdamParams>(a, 0), arg<const float*>(a, 1), arg<double*>(a, 2));
+    clip_forward(arg<AdamParams>(a, 0), arg<float*>(a, 1), arg<const float*>(a, 2),
+                 arg<const float*>(a, 3), arg<double*>(a, 4));
 }
 static void k_adam(void** a) {
     adam_forward(arg<AdamParams>(a, 0), arg<float*>(a, 1), arg<const float*>(a, 2),

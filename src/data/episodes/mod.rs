@@ -10,6 +10,7 @@
 //! - `schema`: which of the three episode schemas a batch has.
 //! - `read`: episode rows decoded and validated into an `EpisodeSet`.
 //! - `pairs`: pair files, for upstream's episodes and for pretraining.
+//! - `sessions`: a pair file's sessions as item sets, for session-KNN.
 //! - `beside`: what a file's name and folder say: K and Q, the split, the vocabulary size.
 
 mod beside;
@@ -18,9 +19,11 @@ mod pairs;
 mod read;
 mod rows;
 mod schema;
+mod sessions;
 mod write;
 
 pub use pairs::{read_pair_file, PairSet};
 pub use read::read_episodes;
 pub use rows::{EpisodeRows, Side, WindowRows};
+pub use sessions::read_pair_sessions;
 pub use write::{write_episode_rows, write_episodes, write_pairs};
