@@ -140,6 +140,43 @@ pub struct TaskEval {
     pub few_shot_logits: Vec<f32>,
 }
 
+/// The largest meta-batch a memory figure covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Tasks per meta-batch.
+    pub n: usize,
+    /// Support pairs per task (at most).
+    pub k: usize,
+    /// Query pairs per task (at most).
+    pub q: usize,
+    /// Longest prefix (the prefix cap).
+    pub max_prefix_len: usize,
+    /// Inner SGD steps.
+    pub steps: usize,
+}
+
+/// Device bytes by use, for one [`BatchShape`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MemoryNeed {
+    /// θ, its gradient, Adam's m and v, output.weight transposed, the norm partials.
+    pub params: usize,
+    /// One task's workspace (fast weights, activations, low-rank SGD terms, logits).
+    pub workspace_per_task: usize,
+    /// Every task's workspace.
+    pub workspaces: usize,
+    /// The packed batch: integer tables, loss weights, task descriptors.
+    pub tables: usize,
+    /// Evaluation's zero- and few-shot query logits and losses (allocated by `evaluate` only).
+    pub eval: usize,
+}
+
+impl MemoryNeed {
+    /// Everything at once.
+    pub fn total(&self) -> usize {
+        self.params + self.workspaces + self.tables + self.eval
+    }
+}
+
 /// A compute backend for recency-weighted FOMAML over GRU4Rec.
 pub trait Backend {
     /// "cpu" or "cuda".
@@ -179,6 +216,11 @@ pub trait Backend {
     /// (CUDA events around its launches and copies); `None` otherwise.
     fn last_step_device_ms(&self) -> Option<f64> {
         None
+    }
+    /// The device memory the backend allocates for meta-batches within `shape`, where it has a
+    /// device of its own (CUDA); `None` otherwise.
+    fn device_memory(&self, _shape: &BatchShape) -> Result<Option<MemoryNeed>> {
+        Ok(None)
     }
     /// Clears the kernels' phase counters, where the backend has them (CUDA with
     /// `RECMAML_CUDA_PROFILE=1`).

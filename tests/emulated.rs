@@ -8,7 +8,7 @@ mod common;
 mod emu;
 
 use emu::EmuDevice;
-use recmaml::backend::{Backend, OuterConfig, Task};
+use recmaml::backend::{Backend, BatchShape, OuterConfig, Task};
 use recmaml::cuda::{plan, program, Cuda};
 use recmaml::model::init_params;
 use recmaml::verify::{self, Case, Tolerances};
@@ -68,6 +68,54 @@ fn check_case(
             "{label}: the evaluation logits depend on the threads' order (a race)"
         );
     }
+}
+
+/// A large catalogue (V = 50,000, H = 128) at a reduced N: the CUDA backend trains (two
+/// meta-steps) and evaluates within the device memory it reports for the batch shape, then
+/// matches the CPU engine at that size.
+#[test]
+fn large_catalogue_within_the_reported_memory() {
+    let Some(dev) = emu::device(plan::default_block(90)) else {
+        return;
+    };
+    let case = Case::new((50_000, 64, 128, 2, 3, 2, 2), 8, 11);
+    let shape = BatchShape {
+        n: case.n,
+        k: case.k,
+        q: case.q,
+        max_prefix_len: 8,
+        steps: case.s,
+    };
+    let mut gpu = Cuda::on(dev, case.layout(), case.theta()).unwrap();
+    let need = gpu
+        .device_memory(&shape)
+        .unwrap()
+        .expect("the CUDA backend reports memory");
+    let eps = case.episodes();
+    let weights = verify::linear_weights(case.k);
+    let tasks: Vec<Task> = eps.iter().map(|ep| Task::of(ep, &weights)).collect();
+    let outer = OuterConfig::adam(1e-3, 1.0);
+    for _ in 0..2 {
+        gpu.meta_step(&tasks, &case.inner(), &outer).unwrap();
+    }
+    let evals = gpu.evaluate(&tasks, &case.inner()).unwrap();
+    assert_eq!(evals.len(), case.n);
+    // The emulator rounds each of the backend's 14 buffers up to 8 bytes, and a buffer that grows
+    // holds an 8-byte placeholder while its new memory is allocated.
+    let peak = gpu.device().peak_bytes();
+    assert!(
+        peak <= need.total() + 14 * 16,
+        "allocated {peak} bytes at once, reported {need:?} = {}",
+        need.total()
+    );
+    let mut gpu = Cuda::on(
+        emu::device(plan::default_block(90)).unwrap(),
+        case.layout(),
+        case.theta(),
+    )
+    .unwrap();
+    let rows = verify::compare(&mut gpu, &case, &Tolerances::default()).unwrap();
+    assert_rows("V 50000 H 128", &rows);
 }
 
 /// 64 threads: more (sequence, unit) items than threads (the non-prefetched cell path), one

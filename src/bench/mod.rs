@@ -23,7 +23,7 @@ pub use sweep::{
 pub use timing::PhaseCycles;
 pub use workload::Workload;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BatchShape, MemoryNeed};
 use crate::config::{BackendKind, Config};
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
@@ -75,6 +75,8 @@ pub struct BenchResult {
     /// With `RECMAML_CUDA_PROFILE=1` on the CUDA backend: clock cycles per meta-iteration spent in
     /// each phase of the task kernel, averaged over the tasks of the timed iterations.
     pub phase_cycles: Option<Vec<PhaseCycles>>,
+    /// The device memory the backend allocates for this batch shape (CUDA backend only).
+    pub device_memory: Option<MemoryNeed>,
 }
 
 /// A backend with freshly initialised weights for the benchmark.
@@ -118,9 +120,18 @@ pub fn run_config(
         workload::write_workload(args, cfg, &plan, flops, dir)?;
     }
     let bytes = plan.mean_per_batch(|t| min_bytes_per_iteration(t, p));
+    let memory = backend.device_memory(&BatchShape {
+        n: cfg.n,
+        k: plan.k(),
+        q: plan.q(),
+        max_prefix_len: cfg.prefix_cap,
+        steps: cfg.inner_steps,
+    })?;
     let timings = timing::time_plan(backend.as_mut(), &plan, args)?;
     let work = Work { flops, bytes };
-    Ok(result(args, cfg, &plan, backend.name(), work, timings))
+    let mut r = result(args, cfg, &plan, backend.name(), work, timings);
+    r.device_memory = memory;
+    Ok(r)
 }
 
 /// The mean FLOPs and fewest bytes of an iteration of a plan.
@@ -172,6 +183,7 @@ fn result(
         floor_ms: floor,
         fraction_of_floor: floor.map(|f| f / dev.unwrap_or(ms)),
         phase_cycles: t.phase_cycles,
+        device_memory: None,
     }
 }
 

@@ -202,8 +202,23 @@ fn print_result(r: &BenchResult) {
     print_device_time(r);
 }
 
-/// The CUDA backend's device time and phase profile, and the floor, where present.
+/// The CUDA backend's device memory, device time and phase profile, and the floor, where
+/// present.
 fn print_device_time(r: &BenchResult) {
+    if let Some(m) = &r.device_memory {
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "device memory: workspace {:.2} MiB per task; {} tasks: parameters {:.1} + \
+             workspaces {:.1} + batch tables {:.1} + evaluation logits {:.1} = {:.1} MiB",
+            mib(m.workspace_per_task),
+            r.n,
+            mib(m.params),
+            mib(m.workspaces),
+            mib(m.tables),
+            mib(m.eval),
+            mib(m.total())
+        );
+    }
     if let Some(d) = r.device_ms_per_iter_median {
         println!(
             "device time (CUDA events, median of {} iterations): {d:.4} ms/it = {:.1} it/s",

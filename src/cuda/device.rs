@@ -143,9 +143,12 @@ impl<D: Device, T: bytemuck::Pod> Buf<D, T> {
         dev.addr(&self.mem)
     }
 
-    /// Grows to at least `len` elements (contents undefined after growing).
+    /// Grows to at least `len` elements (contents undefined after growing). The old memory is
+    /// released before the new is allocated, so growing never holds both.
     pub fn reserve(&mut self, dev: &mut D, len: usize) -> Result<()> {
         if self.len < len {
+            self.mem = dev.alloc(std::mem::size_of::<T>())?;
+            self.len = 0;
             *self = Self::new(dev, len)?;
         }
         Ok(())

@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod device;
 pub mod driver;
+pub mod memory;
 pub mod nvrtc;
 pub mod pack;
 pub mod plan;
@@ -22,7 +23,8 @@ pub use device::{Args, Buf, Device, Kernel, Launch};
 pub use driver::{device_available, Driver};
 
 use crate::backend::{
-    AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
+    AdamState, Backend, BatchShape, InnerLoop, MemoryNeed, MetaStepStats, OuterConfig, PairBatch,
+    Task, TaskEval,
 };
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
@@ -443,6 +445,10 @@ impl<D: Device> Backend for Cuda<D> {
 
     fn last_step_device_ms(&self) -> Option<f64> {
         self.last_ms
+    }
+
+    fn device_memory(&self, shape: &BatchShape) -> Result<Option<MemoryNeed>> {
+        memory::need(&self.layout, self.dev.block(), shape).map(Some)
     }
 
     fn reset_profile(&mut self) -> Result<()> {

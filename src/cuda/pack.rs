@@ -110,8 +110,9 @@ fn pack_split(
     Ok(s)
 }
 
-/// Lays out the per-task workspace for the largest task and `block` threads per block.
-fn workspace(
+/// Lays out the per-task workspace for the largest task (`u_max` distinct items, `t_max` records
+/// and `b_max` sequences in a split, `r_max` low-rank SGD terms) and `block` threads per block.
+pub fn workspace(
     d: &Dims,
     u_max: usize,
     t_max: usize,

@@ -19,6 +19,8 @@ use recmaml::cuda::{program, Device, Kernel, Launch};
 use recmaml::error::{Error, Result};
 use std::ffi::{c_char, c_int, c_ulong, c_void, CString};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 type LaunchFn = unsafe extern "C" fn(
     *const c_char,
@@ -61,9 +63,16 @@ pub fn source_of(block: u32, program: &str) -> Result<String> {
     ))
 }
 
-/// Device memory of the emulator: host memory, 8-byte aligned.
+/// Device memory of the emulator: host memory, 8-byte aligned, counted while it lives.
 pub struct EmuMem {
     words: Vec<u64>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for EmuMem {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.words.len() * 8, Ordering::Relaxed);
+    }
 }
 
 /// The kernel program compiled for the host, as a [`Device`].
@@ -76,6 +85,9 @@ pub struct EmuDevice {
     /// Task-kernel launches get this fraction of the shared memory the host code asks for
     /// (1.0 normally; less to check that an overrun is caught).
     smem_scale: f64,
+    /// Bytes of device memory alive now, and the most alive at once.
+    live: Arc<AtomicUsize>,
+    peak: usize,
 }
 
 impl EmuDevice {
@@ -117,6 +129,8 @@ impl EmuDevice {
             arch: 90,
             smem_limit: 227 * 1024,
             smem_scale: 1.0,
+            live: Arc::new(AtomicUsize::new(0)),
+            peak: 0,
         }))
     }
 
@@ -151,6 +165,11 @@ impl EmuDevice {
         self.smem_limit = bytes;
     }
 
+    /// The most device memory (bytes) alive at once since the device was built.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak
+    }
+
     /// Gives the task kernels `scale` times the shared memory they are launched with.
     pub fn set_smem_scale(&mut self, scale: f64) {
         self.smem_scale = scale;
@@ -177,8 +196,12 @@ impl Device for EmuDevice {
     }
 
     fn alloc(&mut self, bytes: usize) -> Result<EmuMem> {
+        let words = vec![u64::MAX; bytes.div_ceil(8).max(1)];
+        let live = self.live.fetch_add(words.len() * 8, Ordering::Relaxed) + words.len() * 8;
+        self.peak = self.peak.max(live);
         Ok(EmuMem {
-            words: vec![u64::MAX; bytes.div_ceil(8).max(1)],
+            words,
+            live: Arc::clone(&self.live),
         })
     }
 
