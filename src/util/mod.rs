@@ -4,6 +4,6 @@ mod atomic;
 mod calendar;
 mod progress;
 
-pub use atomic::{atomic_replace, atomic_write};
+pub use atomic::{atomic_replace, atomic_write, AtomicFile};
 pub use calendar::{civil_from_days, days_from_civil, run_tag};
 pub use progress::Progress;
