@@ -401,6 +401,7 @@ fn the_file_command_answers_every_line_or_writes_nothing() {
         user(&["i01", "i02", "i03"]),
         user(&[]),
         user(&["i07", "q", "i08"]),
+        user(&["p", "q"]),
     ];
     let input = dir.path().join("users.jsonl");
     let mut text = String::new();
@@ -423,14 +424,14 @@ fn the_file_command_answers_every_line_or_writes_nothing() {
     let s = recmaml::recommend::recommend_file(&cfg, &opts).unwrap();
     assert_eq!(
         (s.users, s.recommended, s.failed, s.unknown_items),
-        (3, 2, 1, 1)
+        (4, 2, 2, 3)
     );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4);
     let mut rec = small(RecommendOptions::default());
     let direct = rec.recommend(&users).unwrap();
     let got: Recommendation = serde_json::from_value(lines[0].clone()).unwrap();
@@ -441,6 +442,10 @@ fn the_file_command_answers_every_line_or_writes_nothing() {
         .as_str()
         .unwrap()
         .contains("history is empty"));
+    assert!(lines[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("none of the 2 interacted items"));
 
     // A broken line: the error names the file and line, and no output appears.
     std::fs::write(
@@ -458,7 +463,7 @@ fn the_file_command_answers_every_line_or_writes_nothing() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("users.jsonl, row 7"), "{e}");
+    assert!(e.contains("users.jsonl, row 9"), "{e}");
     assert!(!out2.exists());
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -1,7 +1,7 @@
 //! `recmaml recommend`: a JSONL file of users in, a JSONL file of answers out (one line per
 //! input line, in order), written atomically, with progress over the input's bytes.
 
-use super::{RecommendOptions, Recommender, UserLine};
+use super::{RecommendOptions, Recommender, UserError, UserLine};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::util::{AtomicFile, Progress};
@@ -38,7 +38,8 @@ pub struct FileSummary {
     pub failed: usize,
     /// Users answered without adaptation (no support pair in their history).
     pub not_adapted: usize,
-    /// Interactions skipped because the item is not in the vocabulary.
+    /// Interactions skipped because the item is not in the vocabulary (of every user, answered
+    /// or not).
     pub unknown_items: usize,
     pub seconds: f64,
     pub backend: &'static str,
@@ -125,6 +126,9 @@ fn write_batch(
             }
             Err(e) => {
                 summary.failed += 1;
+                if let UserError::NoKnownItems { unknown } = e {
+                    summary.unknown_items += unknown;
+                }
                 serde_json::to_string(&Failed {
                     user: &user.user,
                     error: e.to_string(),
