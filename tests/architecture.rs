@@ -30,6 +30,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("matrix", 3),
     ("bench", 3),
     ("verify", 3),
+    ("recommend", 3),
+    ("serve", 3),
 ];
 
 const LAYER_NAMES: [&str; 4] = [

@@ -8,6 +8,8 @@ mod matrix;
 mod prepare;
 mod pretrain;
 mod quickstart;
+mod recommend;
+mod serve;
 mod synth;
 mod train;
 
@@ -43,6 +45,10 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// The seed's comparison matrix and ablation over several seeds, with reports and plots.
     Matrix(matrix::MatrixArgs),
+    /// Top-k items for each user of a JSONL file, zero-shot and adapted to the user.
+    Recommend(recommend::RecommendArgs),
+    /// An HTTP service answering recommendation requests, adapting batches of users together.
+    Serve(serve::ServeArgs),
     /// Meta-iterations per second of a backend on the reference configuration.
     Bench(bench::BenchArgs),
     /// The CUDA backend against the CPU engine on random tasks (for GPU machines).
@@ -61,6 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(a) => pretrain::run(&a)?,
         Command::Matrix(a) => matrix::run(&a)?,
         Command::Bench(a) => bench::run(&a)?,
+        Command::Recommend(a) => recommend::run(&a)?,
+        Command::Serve(a) => serve::run(&a)?,
         Command::GpuCheck(a) => gpu_check::run(&a)?,
     }
     Ok(())

@@ -322,6 +322,34 @@ fn session_pairs(
     (seq.len().saturating_sub(1), dropped)
 }
 
+/// The pairs of one base session (the input's session, or the whole user) from its events
+/// `(ts, item id)` in input order: sorts them by time (stably: ties keep input order), cuts them
+/// at `cfg.session_gap`, and appends each piece's pairs to `out` with session numbers `first`,
+/// `first + 1`, ...; `piece` sees each piece's deduplicated sequence. Returns (pieces,
+/// candidates, dropped for equal times). [`run`] and `recmaml recommend` both make pairs here.
+pub fn cut_sessions(
+    events: &mut [(i64, u32)],
+    user: u32,
+    first: u32,
+    cfg: &PipelineConfig,
+    seq: &mut Vec<(i64, u32)>,
+    out: &mut Vec<Pair>,
+    mut piece: impl FnMut(&[(i64, u32)]),
+) -> (usize, usize, usize) {
+    events.sort_by_key(|e| e.0);
+    let (mut n, mut cand, mut dropped) = (0, 0, 0);
+    let pieces = events.chunk_by(|a, b| cfg.session_gap.is_none_or(|gap| b.0 - a.0 <= gap));
+    for events in pieces {
+        let session = first + n as u32;
+        let (c, d) = session_pairs(events, user, session, cfg.max_prefix_len, seq, out);
+        piece(seq);
+        n += 1;
+        cand += c;
+        dropped += d;
+    }
+    (n, cand, dropped)
+}
+
 /// Runs the whole pipeline on `log`.
 pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     cfg.validate()?;
@@ -352,22 +380,19 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
         } else {
             &log.users[user as usize]
         };
-        events.sort_by_key(|e| e.0); // stable: ties keep input order
         user_events[user as usize] += events.len();
-        let mut pieces = events.chunk_by(|a, b| cfg.session_gap.is_none_or(|gap| b.0 - a.0 <= gap));
-        for (k, piece) in pieces.by_ref().enumerate() {
-            let session = sessions.len() as u32;
+        let out = &mut user_pairs[user as usize];
+        let first = sessions.len() as u32;
+        let (n, cand, dropped) = cut_sessions(events, user, first, cfg, &mut seq, out, |_| {});
+        for k in 0..n {
             sessions.push(match cfg.session_gap {
                 Some(_) => format!("{base}#{k}"),
                 None => base.clone(),
             });
-            user_sessions[user as usize] += 1;
-            let out = &mut user_pairs[user as usize];
-            let (cand, dropped) =
-                session_pairs(piece, user, session, cfg.max_prefix_len, &mut seq, out);
-            stages.pair_candidates += cand;
-            stages.pairs_dropped_same_time += dropped;
         }
+        user_sessions[user as usize] += n;
+        stages.pair_candidates += cand;
+        stages.pairs_dropped_same_time += dropped;
     }
     drop(grouped);
     stages.sessions = sessions.len();

@@ -47,6 +47,62 @@ fn write_and_persist(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
+/// A file written in pieces (it is [`Write`]) into a temporary file beside `path`, and renamed
+/// onto `path` by [`AtomicFile::commit`]; dropped without a commit, it leaves nothing behind.
+pub struct AtomicFile {
+    path: std::path::PathBuf,
+    tmp: std::io::BufWriter<tempfile::NamedTempFile>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`, creating its folder first if needed.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = folder_of(path);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .make_in(dir, |p| {
+                File::options().write(true).create_new(true).open(p)
+            })
+            .map_err(|e| Error::io(path, e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp: std::io::BufWriter::new(tmp),
+        })
+    }
+
+    /// The target path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes, syncs and renames the file onto its target.
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        let tmp = self
+            .tmp
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
+        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +150,24 @@ mod tests {
             "{msg}"
         );
         assert!(!dir.path().join("missing").exists());
+    }
+
+    #[test]
+    fn an_atomic_file_appears_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.write_all(b"a\n").unwrap();
+        f.write_all(b"b\n").unwrap();
+        assert!(!p.exists());
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"a\nb\n");
+        let dropped = AtomicFile::create(&dir.path().join("no.jsonl")).unwrap();
+        drop(dropped);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.jsonl")]);
     }
 }

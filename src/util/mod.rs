@@ -6,7 +6,7 @@ mod calendar;
 mod out_lock;
 mod progress;
 
-pub use atomic::{atomic_replace, atomic_write};
+pub use atomic::{atomic_replace, atomic_write, AtomicFile};
 pub use calendar::{civil_from_days, days_from_civil, run_tag};
 pub use out_lock::{
     claim_out_dir, lock_out_dir, process_alive, remove_stale_temporaries,
