@@ -16,8 +16,11 @@
 //!   window of K+Q consecutive pairs, starting at 0, `stride` apart; val/test: the last K+Q pairs.
 //!   An episode is kept only if its newest support label is strictly older than its oldest
 //!   query label. Users with fewer than K+Q pairs give no episode.
+//! - Revisit counts ([`super::revisit`]): pairs whose label the user touched before, and per
+//!   split how many query labels the support set or the query's own prefix shows.
 
 use super::events::{EventLog, NO_SESSION};
+use super::revisit::{FirstTouch, QueryOverlap};
 use super::Episode;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -128,6 +131,8 @@ pub struct SplitCounts {
     /// Candidate episodes dropped because a support label was not older than a query label.
     pub episodes_dropped_order: usize,
     pub episodes: usize,
+    /// How many of the episodes' query labels their support set or own prefix shows.
+    pub query_overlap: QueryOverlap,
 }
 
 /// Nearest-rank percentiles.
@@ -176,6 +181,8 @@ pub struct StageCounts {
     /// Pairs whose prefix was cut to `max_prefix_len`.
     pub pairs_truncated: usize,
     pub users_with_pairs: usize,
+    /// Pairs whose label the same user touched before the label's time (see [`FirstTouch`]).
+    pub pairs_revisit: usize,
     /// Prefix lengths of all pairs before the cut.
     pub prefix_len: Percentiles,
 }
@@ -341,6 +348,7 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
     let mut sessions = Vec::new();
     let mut seq = Vec::new();
+    let mut touch = FirstTouch::default();
     for g in 0..start.len() - 1 {
         let events = &mut grouped[start[g]..start[g + 1]];
         if events.is_empty() {
@@ -367,9 +375,12 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
                 session_pairs(piece, user, session, cfg.max_prefix_len, &mut seq, out);
             stages.pair_candidates += cand;
             stages.pairs_dropped_same_time += dropped;
+            touch.record(user, &seq);
         }
     }
     drop(grouped);
+    stages.pairs_revisit = touch.revisits(user_pairs.iter().flatten());
+    drop(touch);
     stages.sessions = sessions.len();
     stages.users = user_events.iter().filter(|&&n| n > 0).count();
     let mut lens: Vec<u32> = user_pairs
@@ -439,6 +450,7 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
             pairs[s].extend(up);
         }
         c.episodes = windows[s].len();
+        c.query_overlap = QueryOverlap::of(&pairs[s], &windows[s], cfg.k, cfg.q);
     }
     Ok(Prepared {
         vocab,
