@@ -379,7 +379,12 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
         }
     }
     drop(grouped);
-    stages.pairs_revisit = touch.revisits(user_pairs.iter().flatten());
+    stages.pairs_revisit = touch.revisits(
+        user_pairs
+            .iter()
+            .flatten()
+            .map(|p| (p.user, p.label, p.label_ts)),
+    );
     drop(touch);
     stages.sessions = sessions.len();
     stages.users = user_events.iter().filter(|&&n| n > 0).count();
@@ -450,7 +455,9 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
             pairs[s].extend(up);
         }
         c.episodes = windows[s].len();
-        c.query_overlap = QueryOverlap::of(&pairs[s], &windows[s], cfg.k, cfg.q);
+        let split_pairs = &pairs[s];
+        let pair = |i: usize| (&split_pairs[i].prefix[..], split_pairs[i].label);
+        c.query_overlap = QueryOverlap::of(pair, &windows[s], cfg.k, cfg.q);
     }
     Ok(Prepared {
         vocab,

@@ -7,7 +7,6 @@
 //!   labels; among the support labels or the items of the support prefixes (as stored, after the
 //!   cut to `max_prefix_len`); and among the items of the query pair's own prefix.
 
-use super::pipeline::Pair;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -29,11 +28,11 @@ impl FirstTouch {
         self.0.get(&(user, item)).is_some_and(|&t| t < ts)
     }
 
-    /// How many of `pairs` are revisits.
-    pub fn revisits<'a>(&self, pairs: impl IntoIterator<Item = &'a Pair>) -> usize {
+    /// How many of the pairs, given as (user, label, label time), are revisits.
+    pub fn revisits(&self, pairs: impl IntoIterator<Item = (u32, u32, i64)>) -> usize {
         pairs
             .into_iter()
-            .filter(|p| self.seen_before(p.user, p.label, p.label_ts))
+            .filter(|&(user, label, ts)| self.seen_before(user, label, ts))
             .count()
     }
 }
@@ -53,25 +52,34 @@ pub struct QueryOverlap {
 }
 
 impl QueryOverlap {
-    /// Over the episodes of one split: `windows` are the indices in `pairs` of each episode's
-    /// first pair; the K+Q pairs from there on are the episode, support first.
-    pub fn of(pairs: &[Pair], windows: &[usize], k: usize, q: usize) -> Self {
+    /// Over the episodes of one split: `pair(i)` is the (prefix, label) of the split's pair `i`;
+    /// `windows` are the indices of each episode's first pair; the K+Q pairs from there on are
+    /// the episode, support first.
+    pub fn of<'a>(
+        pair: impl Fn(usize) -> (&'a [u32], u32),
+        windows: &[usize],
+        k: usize,
+        q: usize,
+    ) -> Self {
         let mut o = QueryOverlap::default();
         let (mut labels, mut shown) = (Vec::new(), Vec::new());
         for &start in windows {
-            let (sup, qry) = pairs[start..start + k + q].split_at(k);
             labels.clear();
-            labels.extend(sup.iter().map(|p| p.label));
-            labels.sort_unstable();
             shown.clear();
-            shown.extend(sup.iter().flat_map(|p| p.prefix.iter().copied()));
+            for i in start..start + k {
+                let (prefix, label) = pair(i);
+                labels.push(label);
+                shown.extend_from_slice(prefix);
+            }
+            labels.sort_unstable();
             shown.extend_from_slice(&labels);
             shown.sort_unstable();
-            for p in qry {
+            for i in start + k..start + k + q {
+                let (prefix, label) = pair(i);
                 o.query_labels += 1;
-                o.in_support_labels += usize::from(labels.binary_search(&p.label).is_ok());
-                o.in_support += usize::from(shown.binary_search(&p.label).is_ok());
-                o.in_own_prefix += usize::from(p.prefix.contains(&p.label));
+                o.in_support_labels += usize::from(labels.binary_search(&label).is_ok());
+                o.in_support += usize::from(shown.binary_search(&label).is_ok());
+                o.in_own_prefix += usize::from(prefix.contains(&label));
             }
         }
         o
