@@ -30,7 +30,8 @@ fn s(p: &Path) -> &str {
 
 const SPLITS: [&str; 3] = ["train", "val", "test"];
 
-/// A small synthetic log prepared into `dir/data`; returns the folder of its episode files.
+/// A small synthetic log prepared into `dir/data` (a few episodes per split: about 1 user in 500
+/// gives a val or test episode); returns the folder of its episode files.
 fn prepared(dir: &Path) -> PathBuf {
     let log = dir.join("log.csv");
     let data = dir.join("data");
@@ -39,7 +40,7 @@ fn prepared(dir: &Path) -> PathBuf {
         "--out",
         s(&log),
         "--users",
-        "400",
+        "4000",
         "--items",
         "60",
         "--quiet",
@@ -88,8 +89,9 @@ fn run_matrix(episodes: &Path, out: &Path) -> recmaml::Result<MatrixReport> {
         "maml.meta_batch_size=4".into(),
         "maml.num_meta_iterations=6".into(),
         "maml.val_every=3".into(),
-        // An hour: the synthetic log's support labels lie minutes to days apart.
-        "recency.tau=3600".into(),
+        // Five minutes: the synthetic log's support labels lie minutes (inside a session) to
+        // days apart.
+        "recency.tau=300".into(),
     ]
     .into();
     let cfg = Config::load(None, &sets)?;
@@ -116,7 +118,7 @@ fn the_time_row_weights_by_timestamp_equal_only_when_the_timestamps_coincide() {
     let real = prepared(tmp.path());
 
     // The prepared episodes carry support timestamps, and within most episodes they differ by
-    // enough to move the weights far from 1/K at tau = 1 h.
+    // enough to move the weights far from 1/K at tau = 5 min.
     let test = read_episodes(&episode_file(&real, "test"), None).unwrap();
     let far_from_equal = test
         .episodes
@@ -129,7 +131,7 @@ fn the_time_row_weights_by_timestamp_equal_only_when_the_timestamps_coincide() {
             let newest = *ts.iter().max().unwrap();
             let raw: Vec<f64> = ts
                 .iter()
-                .map(|&t| (-((newest - t) as f64) / 3600.0).exp())
+                .map(|&t| (-((newest - t) as f64) / 300.0).exp())
                 .collect();
             let sum: f64 = raw.iter().sum();
             raw.iter().any(|w| (w / sum - 0.2).abs() > 0.05)

@@ -75,7 +75,8 @@ fn acc1(metrics: &Value) -> f64 {
 #[test]
 fn pretrain_lowers_its_loss_beats_popularity_and_warm_starts_meta_training_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = dataset(tmp.path(), 2000, 300);
+    // About 20,000 pairs: the synthetic log has about 1.4 pairs per user.
+    let cfg = dataset(tmp.path(), 14_000, 300);
     let pre = tmp.path().join("pre");
     let t = ok(&[
         "pretrain",

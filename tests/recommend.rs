@@ -53,9 +53,9 @@ fn log_events(sessions: bool) -> (Vec<Raw>, Raw) {
 fn prepared_episode(events: &[Raw], cfg: &PipelineConfig) -> (Episode, Vec<String>) {
     let mut b = LogBuilder::default();
     for (u, s, it, ts) in events {
-        let user = b.user(u.as_bytes());
-        let session = s.map_or(NO_SESSION, |s| b.session(user, s.as_bytes()));
-        let item = b.item(it.as_bytes());
+        let user = b.user(u.as_bytes()).unwrap();
+        let session = s.map_or(NO_SESSION, |s| b.session(user, s.as_bytes()).unwrap());
+        let item = b.item(it.as_bytes()).unwrap();
         b.push(Event {
             user,
             session,

@@ -7,6 +7,7 @@ pub mod intern;
 pub mod json;
 pub mod pipeline;
 pub mod prepare;
+pub mod revisit;
 pub mod synth;
 pub mod time;
 pub mod workload;

@@ -16,8 +16,11 @@
 //!   window of K+Q consecutive pairs, starting at 0, `stride` apart; val/test: the last K+Q pairs.
 //!   An episode is kept only if its newest support label is strictly older than its oldest
 //!   query label. Users with fewer than K+Q pairs give no episode.
+//! - Revisit counts ([`super::revisit`]): pairs whose label the user touched before, and per
+//!   split how many query labels the support set or the query's own prefix shows.
 
 use super::events::{EventLog, NO_SESSION};
+use super::revisit::{FirstTouch, QueryOverlap};
 use super::Episode;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -128,6 +131,8 @@ pub struct SplitCounts {
     /// Candidate episodes dropped because a support label was not older than a query label.
     pub episodes_dropped_order: usize,
     pub episodes: usize,
+    /// How many of the episodes' query labels their support set or own prefix shows.
+    pub query_overlap: QueryOverlap,
 }
 
 /// Nearest-rank percentiles.
@@ -176,6 +181,8 @@ pub struct StageCounts {
     /// Pairs whose prefix was cut to `max_prefix_len`.
     pub pairs_truncated: usize,
     pub users_with_pairs: usize,
+    /// Pairs whose label the same user touched before the label's time (see [`FirstTouch`]).
+    pub pairs_revisit: usize,
     /// Prefix lengths of all pairs before the cut.
     pub prefix_len: Percentiles,
 }
@@ -369,6 +376,7 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
     let mut sessions = Vec::new();
     let mut seq = Vec::new();
+    let mut touch = FirstTouch::default();
     for g in 0..start.len() - 1 {
         let events = &mut grouped[start[g]..start[g + 1]];
         if events.is_empty() {
@@ -383,7 +391,9 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
         user_events[user as usize] += events.len();
         let out = &mut user_pairs[user as usize];
         let first = sessions.len() as u32;
-        let (n, cand, dropped) = cut_sessions(events, user, first, cfg, &mut seq, out, |_| {});
+        let (n, cand, dropped) = cut_sessions(events, user, first, cfg, &mut seq, out, |seq| {
+            touch.record(user, seq)
+        });
         for k in 0..n {
             sessions.push(match cfg.session_gap {
                 Some(_) => format!("{base}#{k}"),
@@ -395,6 +405,13 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
         stages.pairs_dropped_same_time += dropped;
     }
     drop(grouped);
+    stages.pairs_revisit = touch.revisits(
+        user_pairs
+            .iter()
+            .flatten()
+            .map(|p| (p.user, p.label, p.label_ts)),
+    );
+    drop(touch);
     stages.sessions = sessions.len();
     stages.users = user_events.iter().filter(|&&n| n > 0).count();
     let mut lens: Vec<u32> = user_pairs
@@ -464,6 +481,9 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
             pairs[s].extend(up);
         }
         c.episodes = windows[s].len();
+        let split_pairs = &pairs[s];
+        let pair = |i: usize| (&split_pairs[i].prefix[..], split_pairs[i].label);
+        c.query_overlap = QueryOverlap::of(pair, &windows[s], cfg.k, cfg.q);
     }
     Ok(Prepared {
         vocab,

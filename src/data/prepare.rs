@@ -106,6 +106,24 @@ pub struct NamedSplit {
     pub split: &'static str,
     #[serde(flatten)]
     pub counts: SplitCounts,
+    /// Shares of the query labels that are a support label; a support label or an item of a
+    /// support prefix; an item of the query's own prefix (`counts.query_overlap` / query labels).
+    pub query_in_support_labels_share: f64,
+    pub query_in_support_share: f64,
+    pub query_in_own_prefix_share: f64,
+}
+
+impl NamedSplit {
+    fn new(split: &'static str, counts: SplitCounts) -> Self {
+        let [labels, support, own] = counts.query_overlap.shares();
+        NamedSplit {
+            split,
+            counts,
+            query_in_support_labels_share: labels,
+            query_in_support_share: support,
+            query_in_own_prefix_share: own,
+        }
+    }
 }
 
 /// `prepare_report.json`.
@@ -122,6 +140,9 @@ pub struct PrepareReport {
     pub total_seconds: f64,
     pub config: PipelineConfig,
     pub stages: StageCounts,
+    /// Share of pairs whose label the same user touched before the label's time
+    /// (`stages.pairs_revisit / stages.pairs`).
+    pub pairs_revisit_share: f64,
     pub splits: Vec<NamedSplit>,
 }
 
@@ -143,7 +164,7 @@ impl PrepareReport {
             self.pipeline_seconds,
             self.write_seconds,
         );
-        let rows: [(&str, String); 8] = [
+        let rows: [(&str, String); 9] = [
             (
                 "events",
                 format!("{} read, {} kept", s.events_read, s.events_kept),
@@ -170,6 +191,14 @@ impl PrepareReport {
                     s.prefix_len.p50, s.prefix_len.p90, s.prefix_len.p99, s.prefix_len.max
                 ),
             ),
+            (
+                "revisits",
+                format!(
+                    "{} pairs ({:.1}%) whose label the user touched before",
+                    s.pairs_revisit,
+                    100.0 * self.pairs_revisit_share
+                ),
+            ),
         ];
         for (k, v) in rows {
             let _ = writeln!(t, "  {k:<20} {v}");
@@ -194,10 +223,31 @@ impl PrepareReport {
                 c.episodes_dropped_order
             );
         }
-        let _ = write!(
+        let _ = writeln!(
             t,
             "  (K={} Q={}; short = users with fewer than K+Q pairs; dropped = episodes whose support is not older than its query)",
             self.config.k, self.config.q
+        );
+        let _ = writeln!(
+            t,
+            "  {:<6} {:>13} {:>16} {:>18} {:>14}",
+            "split", "query labels", "in sup. labels", "in sup. (+prefix)", "in own prefix"
+        );
+        for sp in &self.splits {
+            let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+            let _ = writeln!(
+                t,
+                "  {:<6} {:>13} {:>16} {:>18} {:>14}",
+                sp.split,
+                sp.counts.query_overlap.query_labels,
+                pct(sp.query_in_support_labels_share),
+                pct(sp.query_in_support_share),
+                pct(sp.query_in_own_prefix_share)
+            );
+        }
+        let _ = write!(
+            t,
+            "  (share of query labels that are a support label; a support label or an item of a support prefix; an item of the query's own prefix)"
         );
         t
     }
@@ -367,13 +417,12 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
         total_seconds: t0.elapsed().as_secs_f64(),
         config: cfg,
         stages: prepared.stages.clone(),
+        pairs_revisit_share: prepared.stages.pairs_revisit as f64
+            / prepared.stages.pairs.max(1) as f64,
         splits: SPLITS
             .iter()
             .zip(&prepared.splits)
-            .map(|(s, c)| NamedSplit {
-                split: s,
-                counts: c.clone(),
-            })
+            .map(|(s, c)| NamedSplit::new(s, c.clone()))
             .collect(),
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?;

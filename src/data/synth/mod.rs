@@ -1,22 +1,30 @@
 //! A synthetic activity log that behaves like MOOC enrolment data (`recmaml synth`).
 //!
-//! The model:
+//! The model (`user.rs`):
 //! - Courses fall into topics (50 per topic); inside a topic they have an order (`rank`, intro
 //!   first), and popularity falls off Zipf-like with rank and with the topic's own rank.
-//! - A user has a current topic and, per topic, how far they got. Each step of a session goes
-//!   back to the previous course (sometimes), on to the next course of the current topic (most
-//!   often), to a popular course of the topic, or anywhere (noise).
-//! - Topic preference drifts: between sessions the user often moves to a neighbouring or new
-//!   topic, and sometimes within a session. So recent items predict the next item better than
-//!   old ones.
-//! - Session lengths (courses visited) have median about 3 and a long tail; users' numbers of
-//!   sessions are heavy-tailed; each visit is a burst of events (some of kinds that `prepare`
-//!   filters out), seconds apart, occasionally within the same second.
+//! - Each user enrolls in a small set of courses that grows over time: the first when they
+//!   arrive, more now and then. A new enrolment follows the user's topic preference, which
+//!   drifts (to a neighbouring topic, or a popular one): the next course of the topic in its
+//!   order, or a popular course of the topic, or (noise) any popular course. A course stays
+//!   active for some weeks after enrolment.
+//! - A session is a visit to the platform. Most visit one course; the others move among the
+//!   user's active courses (A, B, A, C, ...; by the user's affinity to each), sometimes entering
+//!   a new one. Users differ in engagement, which scales their number of sessions and the length
+//!   of their sessions (heavy-tailed both).
+//! - Each course visit is a burst of events (some of kinds that `prepare` filters out), seconds
+//!   apart, occasionally within the same second.
+//!
+//! The constants are calibrated against the published statistics of the real XuetangX log
+//! (share of users with pairs, sessions per user, prefix-length percentiles, share of users with
+//! K+Q pairs, popularity Acc@1); the README lists targets and achieved values.
 //!
 //! Both formats hold the same events in the same order: course by course, then user, session,
 //! time (the nesting of the XuetangX file). The `interactions` file holds only the kept events
 //! (timestamps in Unix seconds, `session_id` the session hash), so `prepare` gives the same
 //! episodes from either.
+
+mod user;
 
 use super::time::write_iso;
 use super::xuetangx::is_kept;
@@ -71,8 +79,9 @@ impl SynthOptions {
     }
 }
 
-/// Default number of users.
-pub const DEFAULT_USERS: usize = 15_000;
+/// Default number of users: about the real log's 182,755. About one user in 500 gives a val or
+/// test episode, so the default has over 300 of each.
+pub const DEFAULT_USERS: usize = 200_000;
 /// Default number of courses.
 pub const DEFAULT_ITEMS: usize = 1_500;
 /// Default random seed.
@@ -132,150 +141,6 @@ struct Ev {
     ts: i64,
 }
 
-/// Popularity tables and sizes.
-struct World {
-    n_courses: usize,
-    n_topics: usize,
-    /// Cumulative topic weights.
-    topic_cdf: Vec<f64>,
-    /// Cumulative weights over ranks inside a topic.
-    rank_cdf: Vec<f64>,
-}
-
-fn cdf(weights: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut acc = 0.0;
-    let mut v: Vec<f64> = weights
-        .map(|w| {
-            acc += w;
-            acc
-        })
-        .collect();
-    for x in &mut v {
-        *x /= acc;
-    }
-    v
-}
-
-fn draw(cdf: &[f64], rng: &mut Rng) -> usize {
-    let u = rng.next_f64();
-    cdf.partition_point(|&c| c <= u).min(cdf.len() - 1)
-}
-
-impl World {
-    fn new(n_courses: usize) -> Self {
-        let n_topics = n_courses.div_ceil(TOPIC_SIZE);
-        World {
-            n_courses,
-            n_topics,
-            topic_cdf: cdf((0..n_topics).map(|t| 1.0 / (t as f64 + 1.0).powf(0.7))),
-            rank_cdf: cdf((0..TOPIC_SIZE).map(|r| 1.0 / (r as f64 + 1.0).powf(0.9))),
-        }
-    }
-
-    fn topic_len(&self, t: usize) -> usize {
-        TOPIC_SIZE.min(self.n_courses - t * TOPIC_SIZE)
-    }
-
-    fn popular_in(&self, t: usize, rng: &mut Rng) -> usize {
-        let len = self.topic_len(t);
-        let r = loop {
-            let r = draw(&self.rank_cdf, rng);
-            if r < len {
-                break r;
-            }
-        };
-        t * TOPIC_SIZE + r
-    }
-
-    /// A topic near `t` (drift), or a popular one.
-    fn drift(&self, t: usize, rng: &mut Rng) -> usize {
-        if rng.next_f64() < 0.7 {
-            let step = 1 + rng.below(2) as usize;
-            if rng.next_f64() < 0.5 {
-                (t + step) % self.n_topics
-            } else {
-                (t + self.n_topics - step) % self.n_topics
-            }
-        } else {
-            draw(&self.topic_cdf, rng)
-        }
-    }
-}
-
-/// Discretised log-normal, at least 1.
-fn lognormal_count(rng: &mut Rng, median: f64, sigma: f64, cap: usize) -> usize {
-    let x = median * (sigma * rng.normal()).exp();
-    (x.round() as usize).clamp(1, cap)
-}
-
-/// One user's events, appended to `out`; sessions numbered from `*next_session`.
-fn gen_user(w: &World, u: usize, seed: u64, epv: f64, next_session: &mut u32, out: &mut Vec<Ev>) {
-    let mut rng = Rng::new(seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    // Heavy-tailed activity: most users have one or two sessions, a few have dozens.
-    let n_sessions = lognormal_count(&mut rng, 1.6, 1.1, 80);
-    let mut t = START + rng.below(PERIOD as u64 * 2 / 3) as i64;
-    let mut topic = draw(&w.topic_cdf, &mut rng);
-    let mut reached = vec![usize::MAX; w.n_topics];
-    for s in 0..n_sessions {
-        if s > 0 {
-            t += 3_600 + (rng.next_f64().max(1e-12).ln().abs() * 2.5 * 86_400.0) as i64;
-            if rng.next_f64() < 0.45 {
-                topic = w.drift(topic, &mut rng);
-            }
-        }
-        let session = *next_session;
-        *next_session += 1;
-        let length = lognormal_count(&mut rng, 2.2, 1.15, 400);
-        let (mut prev, mut cur) = (usize::MAX, usize::MAX);
-        for _ in 0..length {
-            if rng.next_f64() < 0.08 {
-                topic = w.drift(topic, &mut rng);
-            }
-            let r = rng.next_f64();
-            let course = if r < 0.12 && prev != usize::MAX {
-                prev
-            } else if r < 0.72 {
-                let next = reached[topic].wrapping_add(1);
-                if next < w.topic_len(topic) {
-                    topic * TOPIC_SIZE + next
-                } else {
-                    w.popular_in(topic, &mut rng)
-                }
-            } else if r < 0.95 {
-                w.popular_in(topic, &mut rng)
-            } else {
-                w.popular_in(draw(&w.topic_cdf, &mut rng), &mut rng)
-            };
-            let ct = course / TOPIC_SIZE;
-            let rank = course % TOPIC_SIZE;
-            if reached[ct] == usize::MAX || rank > reached[ct] {
-                reached[ct] = rank;
-            }
-            (prev, cur) = (cur, course);
-            let cap = 60usize.max((20.0 * epv) as usize);
-            let n_events = 1 + lognormal_count(&mut rng, epv - 1.0, 0.8, cap);
-            for _ in 0..n_events {
-                let kind = if rng.next_f64() < 0.62 {
-                    rng.below(KEPT_TYPES.len() as u64) as u8
-                } else {
-                    (KEPT_TYPES.len() + rng.below(OTHER_TYPES.len() as u64) as usize) as u8
-                };
-                out.push(Ev {
-                    course: course as u32,
-                    user: u as u32,
-                    session,
-                    kind,
-                    ts: t,
-                });
-                // Seconds to a few minutes apart; sometimes the same second.
-                if rng.next_f64() > 0.06 {
-                    t += 1 + rng.below(180) as i64;
-                }
-            }
-        }
-    }
-}
-
 fn kind_name(k: u8) -> &'static str {
     let k = k as usize;
     if k < KEPT_TYPES.len() {
@@ -317,12 +182,12 @@ pub fn run(args: &SynthOptions) -> Result<SynthSummary> {
     if args.items < 2 {
         return Err(Error::config("--items", "must be at least 2"));
     }
-    let w = World::new(args.items);
+    let w = user::World::new(args.items);
     let mut events = Vec::new();
     let mut next_session = 0u32;
     let mut progress = Progress::new("generating", args.users as u64, false, args.quiet);
     for u in 0..args.users {
-        gen_user(
+        user::gen_user(
             &w,
             u,
             args.seed,
@@ -336,11 +201,11 @@ pub fn run(args: &SynthOptions) -> Result<SynthSummary> {
     }
     progress.finish();
     // Course-major order, stable: (course, user, session, time) as generated.
-    let mut start = vec![0usize; w.n_courses + 1];
+    let mut start = vec![0usize; w.n_courses() + 1];
     for e in &events {
         start[e.course as usize + 1] += 1;
     }
-    for c in 0..w.n_courses {
+    for c in 0..w.n_courses() {
         start[c + 1] += start[c];
     }
     let mut order = vec![0u32; events.len()];
@@ -371,7 +236,7 @@ pub fn run(args: &SynthOptions) -> Result<SynthSummary> {
         .len();
     Ok(SynthSummary {
         users: args.users,
-        courses: w.n_courses,
+        courses: w.n_courses(),
         sessions: next_session as usize,
         events: events.len(),
         kept_events: events
