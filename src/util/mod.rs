@@ -1,7 +1,9 @@
-//! Small shared utilities: atomic file writes, calendar dates and run tags, progress reporting.
+//! Small shared utilities: atomic file writes, calendar dates and run tags, progress reporting,
+//! limits on what input may make the program allocate.
 
 mod atomic;
 mod calendar;
+pub mod limits;
 mod progress;
 
 pub use atomic::{atomic_replace, atomic_write};
