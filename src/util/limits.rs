@@ -8,11 +8,9 @@
 //! - `RECMAML_MAX_ITEMS` (default 1,000,000): the largest item id (+ 1) an episode or pairs file
 //!   may use when no vocabulary (`vocab/item2id.json`) beside it says how many items there are.
 //!
-//! Fixed limits, far above what valid files hold: JSON nesting depth ([`MAX_JSON_DEPTH`]), pickle
-//! nesting depth and objects ([`MAX_PICKLE_DEPTH`], [`MAX_PICKLE_UNITS`]).
-
-/// Nesting depth of arrays and objects in a XuetangX JSON log (it has 5 levels).
-pub const MAX_JSON_DEPTH: usize = 128;
+//! Fixed limits, far above what valid files hold: pickle nesting depth and objects
+//! ([`MAX_PICKLE_DEPTH`], [`MAX_PICKLE_UNITS`]). (JSON needs none: the XuetangX reader skips
+//! values of any depth without recursion, one byte of heap per level.)
 /// Nesting depth of the values a checkpoint's pickle builds (a state dict has 4).
 pub const MAX_PICKLE_DEPTH: usize = 64;
 /// Objects plus string bytes a pickle may copy into and out of its memo (each other opcode builds
