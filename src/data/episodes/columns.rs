@@ -8,6 +8,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 /// A column of integers of any common width, downcast once.
@@ -244,9 +245,25 @@ pub(super) fn batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordB
             format!("not a readable Parquet file: {e}"),
         )
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| perr(&e))?
-        .build()
-        .map_err(|e| perr(&e))?;
-    Ok(reader.map(move |b| b.map_err(|e| perr(&e))))
+    // The parquet crate asserts some invariants of a file's metadata (e.g. non-negative column
+    // offsets) with a panic; a damaged or crafted file is an error here instead.
+    let caught = move |payload: Box<dyn std::any::Any + Send>| {
+        let msg = (payload.downcast_ref::<String>().cloned())
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        perr(&format!("damaged metadata ({msg})"))
+    };
+    let open = || -> Result<_> {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| perr(&e))?
+            .build()
+            .map_err(|e| perr(&e))
+    };
+    let mut reader = catch_unwind(AssertUnwindSafe(open)).map_err(caught)??;
+    Ok(std::iter::from_fn(move || {
+        match catch_unwind(AssertUnwindSafe(|| reader.next())) {
+            Ok(b) => b.map(|b| b.map_err(|e| perr(&e))),
+            Err(payload) => Some(Err(caught(payload))),
+        }
+    }))
 }
