@@ -337,6 +337,8 @@ pub fn pretrain(cfg: &Config, out: &Path, quiet: bool) -> Result<Pretrained> {
         embed_dim: cfg.model.embed_dim,
         hidden_dim: cfg.model.hidden_dim,
     };
+    dims.check_memory()
+        .map_err(|m| Error::data(&cfg.data.pairs_train, None, None, m))?;
     let layout = ParamLayout::new(dims);
     let theta = crate::model::init::init_params(&layout, cfg.run.seed);
     let settings = PretrainSettings::from_config(cfg);

@@ -10,6 +10,7 @@
 //! dicts only fetch immutable things (globals, strings, storage tuples) back from the memo, so
 //! this never changes their meaning.
 
+use crate::util::limits::{MAX_PICKLE_DEPTH, MAX_PICKLE_UNITS};
 use std::fmt;
 
 /// A torch storage named by a persistent id: `('storage', torch.XStorage, key, location, numel)`.
@@ -69,13 +70,17 @@ impl fmt::Display for Value {
 /// Anything that stops the VM, with the byte position of the opcode where known.
 pub type PickleError = String;
 
-/// The VM: a byte cursor, the stack, the mark positions and the memo.
+/// The VM: a byte cursor, the stack, the mark positions and the memo, and what the values built
+/// so far cost.
 struct Vm<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: std::collections::HashMap<u32, Value>,
+    /// Objects and string bytes copied into or out of the memo so far (each opcode builds at most
+    /// one object of its own, so the rest is bounded by the pickle's length).
+    copied: usize,
 }
 
 /// Evaluates a pickle and returns the object `STOP` leaves on the stack.
@@ -86,6 +91,7 @@ pub fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Default::default(),
+        copied: 0,
     };
     loop {
         let at = vm.pos;
@@ -157,16 +163,33 @@ impl Vm<'_> {
         Ok(self.stack.split_off(m))
     }
 
-    fn memo_get(&self, i: usize) -> Result<Value, PickleError> {
-        self.memo
+    fn memo_get(&mut self, i: usize) -> Result<Value, PickleError> {
+        let v = self
+            .memo
             .get(&(i as u32))
-            .cloned()
-            .ok_or_else(|| format!("memo slot {i} is empty"))
+            .ok_or_else(|| format!("memo slot {i} is empty"))?;
+        let cost = measure(v, 0)?;
+        self.charge(cost)?;
+        Ok(self.memo[&(i as u32)].clone())
     }
 
     fn memo_put(&mut self, i: usize) -> Result<(), PickleError> {
+        let cost = measure(self.stack.last().ok_or("stack underflow")?, 0)?;
+        self.charge(cost)?;
         let v = self.stack.last().ok_or("stack underflow")?.clone();
         self.memo.insert(i as u32, v);
+        Ok(())
+    }
+
+    /// Counts `cost` copied units against [`MAX_PICKLE_UNITS`], before copying them.
+    fn charge(&mut self, cost: usize) -> Result<(), PickleError> {
+        self.copied = self.copied.saturating_add(cost);
+        if self.copied > MAX_PICKLE_UNITS {
+            return Err(format!(
+                "the pickle copies more than {MAX_PICKLE_UNITS} objects and string bytes out of \
+                 its memo (a state dict copies a few hundred): refused"
+            ));
+        }
         Ok(())
     }
 
@@ -229,15 +252,15 @@ impl Vm<'_> {
             b')' => Value::Tuple(Vec::new()),
             b']' => Value::List(Vec::new()),
             b'}' => Value::Dict(Vec::new()),
-            b't' => Value::Tuple(self.pop_mark()?),
-            b'l' => Value::List(self.pop_mark()?),
-            b'd' => Value::Dict(pairs(self.pop_mark()?)?),
+            b't' => Value::Tuple(nest(self.pop_mark()?)?),
+            b'l' => Value::List(nest(self.pop_mark()?)?),
+            b'd' => Value::Dict(pairs(nest(self.pop_mark()?)?)?),
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 if self.stack.len() < n {
                     return Err("stack underflow".into());
                 }
-                Value::Tuple(self.stack.split_off(self.stack.len() - n))
+                Value::Tuple(nest(self.stack.split_off(self.stack.len() - n))?)
             }
             b'q' => {
                 let i = self.u8()?;
@@ -263,6 +286,7 @@ impl Vm<'_> {
                 } else {
                     self.pop_mark()?
                 };
+                let items = nest(items)?;
                 match self.top()? {
                     Value::Dict(d) => d.extend(pairs(items)?),
                     other => return Err(format!("SETITEM(S) on {other}, not a dict")),
@@ -275,6 +299,7 @@ impl Vm<'_> {
                 } else {
                     self.pop_mark()?
                 };
+                let items = nest(items)?;
                 match self.top()? {
                     Value::List(l) => l.extend(items),
                     other => return Err(format!("APPEND(S) on {other}, not a list")),
@@ -302,6 +327,43 @@ impl Vm<'_> {
         self.stack.push(v);
         Ok(false)
     }
+}
+
+/// The objects and string bytes of `v`, which sits `depth` levels deep; an error when anything
+/// in it lies deeper than [`MAX_PICKLE_DEPTH`]. The recursion stops there, so it cannot overflow
+/// the stack.
+fn measure(v: &Value, depth: usize) -> Result<usize, PickleError> {
+    if depth > MAX_PICKLE_DEPTH {
+        return Err(format!(
+            "values nested deeper than {MAX_PICKLE_DEPTH} levels (a state dict has 4)"
+        ));
+    }
+    Ok(match v {
+        Value::Str(s) => 1 + s.len(),
+        Value::Bytes(b) => 1 + b.len(),
+        Value::Global(m, n) => 1 + m.len() + n.len(),
+        Value::Storage(s) => 1 + s.class.len() + s.key.len(),
+        Value::Tensor(t) => 1 + t.storage.class.len() + t.storage.key.len() + 2 * t.size.len(),
+        Value::Tuple(items) | Value::List(items) => measure_all(items.iter(), depth)?,
+        Value::Dict(pairs) => measure_all(pairs.iter().flat_map(|(k, v)| [k, v]), depth)?,
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 1,
+    })
+}
+
+/// One for a container at `depth` plus what its `items` measure.
+fn measure_all<'a>(
+    mut items: impl Iterator<Item = &'a Value>,
+    depth: usize,
+) -> Result<usize, PickleError> {
+    items.try_fold(1usize, |a, x| Ok(a.saturating_add(measure(x, depth + 1)?)))
+}
+
+/// `items`, once each is known to nest no deeper than the limit as an element of a container.
+fn nest(items: Vec<Value>) -> Result<Vec<Value>, PickleError> {
+    for x in &items {
+        measure(x, 1)?;
+    }
+    Ok(items)
 }
 
 /// LONG1's little-endian two's-complement integer, up to 8 bytes.

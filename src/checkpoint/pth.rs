@@ -11,6 +11,7 @@
 
 use super::pickle::{unpickle, StorageRef, TensorRef, Value};
 use super::{DType, StateDict, Tensor};
+use crate::util::limits::{max_param_bytes, param_limit_text};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
@@ -37,7 +38,8 @@ pub fn read_pth(bytes: &[u8], file: &Path) -> Result<StateDict> {
         .min_by_key(|n| n.len())
         .ok_or_else(|| err("zip archive has no data.pkl: not a torch.save file".into()))?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
-    if let Ok(order) = read_entry(&mut zip, &format!("{prefix}byteorder")) {
+    let mut budget = EntryBudget::new(bytes.len());
+    if let Ok(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), &mut budget) {
         if order != b"little" {
             let order = String::from_utf8_lossy(&order).into_owned();
             return Err(err(format!(
@@ -45,7 +47,8 @@ pub fn read_pth(bytes: &[u8], file: &Path) -> Result<StateDict> {
             )));
         }
     }
-    let pkl = read_entry(&mut zip, &pkl_name).map_err(|e| err(format!("{pkl_name}: {e}")))?;
+    let pkl = read_entry(&mut zip, &pkl_name, &mut budget)
+        .map_err(|e| err(format!("{pkl_name}: {e}")))?;
     let root = unpickle(&pkl).map_err(|e| err(format!("{pkl_name}: {e}")))?;
     let Value::Dict(items) = root else {
         return Err(err(format!(
@@ -67,7 +70,7 @@ pub fn read_pth(bytes: &[u8], file: &Path) -> Result<StateDict> {
         };
         let entry = format!("{prefix}data/{}", t.storage.key);
         if !storages.contains_key(&entry) {
-            let raw = read_entry(&mut zip, &entry)
+            let raw = read_entry(&mut zip, &entry, &mut budget)
                 .map_err(|e| err(format!("`{name}`: storage {entry}: {e}")))?;
             storages.insert(entry.clone(), raw);
         }
@@ -83,10 +86,63 @@ pub fn read_pth(bytes: &[u8], file: &Path) -> Result<StateDict> {
     })
 }
 
-fn read_entry(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
-    let mut f = zip.by_name(name).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(f.size() as usize);
-    f.read_to_end(&mut out).map_err(|e| e.to_string())?;
+/// What the entries of one archive may expand to, checked before each is read: every entry's
+/// declared size against the archive's size (stored entries) or deflate's largest ratio, and the
+/// total against twice [`max_param_bytes`] (a float64 checkpoint of the largest allowed model).
+struct EntryBudget {
+    archive_len: u64,
+    left: u64,
+}
+
+/// Deflate cannot expand data by more than 1032 to 1.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+impl EntryBudget {
+    fn new(archive_len: usize) -> Self {
+        EntryBudget {
+            archive_len: archive_len as u64,
+            left: max_param_bytes().saturating_mul(2),
+        }
+    }
+}
+
+fn read_entry(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    budget: &mut EntryBudget,
+) -> Result<Vec<u8>, String> {
+    let f = zip.by_name(name).map_err(|e| e.to_string())?;
+    let (size, packed) = (f.size(), f.compressed_size());
+    let most = match f.compression() {
+        zip::CompressionMethod::Stored => packed.min(budget.archive_len),
+        _ => packed.saturating_mul(MAX_DEFLATE_RATIO),
+    };
+    if size > most {
+        return Err(format!(
+            "declares {size} bytes uncompressed from {packed} stored bytes in a {}-byte archive: \
+             damaged or crafted",
+            budget.archive_len
+        ));
+    }
+    if size > budget.left {
+        return Err(format!(
+            "expands to {size} bytes, over what is left ({} bytes) of the checkpoint's limit of \
+             twice the parameter limit; {}",
+            budget.left,
+            param_limit_text()
+        ));
+    }
+    budget.left -= size;
+    let mut out = Vec::with_capacity(size as usize);
+    f.take(size + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 != size {
+        return Err(format!(
+            "holds {} bytes but declares {size}: damaged",
+            out.len()
+        ));
+    }
     Ok(out)
 }
 
@@ -117,7 +173,16 @@ fn materialise(t: &TensorRef, raw: &[u8]) -> Result<Tensor, String> {
         ));
     }
     let numel = t.size.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let numel = numel.ok_or("tensor size overflows")?;
+    let numel = numel.ok_or_else(|| format!("size {:?} overflows", t.size))?;
+    // A state dict's tensors are contiguous; a view with more elements than its storage (a
+    // stride-0 expansion) would let a small file ask for any amount of memory.
+    if numel > t.storage.numel {
+        return Err(format!(
+            "size {:?} has {numel} elements, more than the {} of its storage {} (an expanded \
+             view; save a contiguous copy, `t.contiguous()`)",
+            t.size, t.storage.numel, t.storage.key
+        ));
+    }
     if numel > 0 {
         let last = t
             .size

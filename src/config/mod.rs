@@ -10,6 +10,7 @@ mod overrides;
 pub use choices::{BackendKind, WeightingScheme};
 
 use crate::error::{Error, Result};
+use crate::util::limits::elide_long_lines;
 use overrides::{apply_set, check_known_keys};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -212,7 +213,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| {
-                    Error::config(path.display().to_string(), format!("invalid TOML: {e}"))
+                    let msg = elide_long_lines(&format!("invalid TOML: {e}"));
+                    Error::config(path.display().to_string(), msg)
                 })?
             }
             None => toml::Table::new(),
@@ -223,8 +225,11 @@ impl Config {
         for set in sets {
             apply_set(&mut table, &defaults, set)?;
         }
-        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| Error::config(e.path().to_string(), e.inner().message().to_string()))?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let msg = elide_long_lines(e.inner().message());
+                Error::config(e.path().to_string(), msg)
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -240,6 +245,7 @@ impl Config {
         at_least_one("maml.num_meta_iterations", m.num_meta_iterations)?;
         at_least_one("model.embed_dim", self.model.embed_dim as u64)?;
         at_least_one("model.hidden_dim", self.model.hidden_dim as u64)?;
+        self.check_model_memory()?;
         let r = &self.recency;
         if !r.lambda.is_finite() {
             return Err(Error::config("recency.lambda", "must be a finite number"));
@@ -273,6 +279,26 @@ impl Config {
                 "warmstart.pretrained_path",
                 "is empty but warmstart.use_warmstart = true",
             ));
+        }
+        Ok(())
+    }
+
+    /// Fails, naming the key, when `model.embed_dim` or `model.hidden_dim` alone (with one item)
+    /// would make a parameter vector over the memory limit; V is checked once the data fixes it.
+    fn check_model_memory(&self) -> Result<()> {
+        let (e, h) = (self.model.embed_dim, self.model.hidden_dim);
+        let dims = |embed_dim, hidden_dim| crate::model::ModelDims {
+            n_items: 1,
+            embed_dim,
+            hidden_dim,
+        };
+        for (key, d) in [
+            ("model.embed_dim", dims(e, 1)),
+            ("model.hidden_dim", dims(1, h)),
+            ("model.embed_dim", dims(e, h)),
+        ] {
+            d.check_memory()
+                .map_err(|msg| Error::config(key, format!("too large: {msg}")))?;
         }
         Ok(())
     }

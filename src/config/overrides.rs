@@ -2,6 +2,7 @@
 //! must be one the defaults have, and each `--set section.key=value` is read as the key's type.
 
 use crate::error::{Error, Result};
+use crate::util::limits::elide_long_lines;
 use std::path::Path;
 
 /// Checks that every section and key of `table` is one of `defaults`; errors name the key and
@@ -43,7 +44,10 @@ pub(super) fn check_known_keys(
 /// one of the key's type (so `0.01`, `true`, `"x"` work), else as a bare string.
 pub(super) fn apply_set(table: &mut toml::Table, defaults: &toml::Table, set: &str) -> Result<()> {
     let Some((key, raw)) = set.split_once('=') else {
-        return Err(Error::config(set, "expected --set section.key=value"));
+        return Err(Error::config(
+            elide_long_lines(set),
+            "expected --set section.key=value",
+        ));
     };
     let key = key.trim();
     let raw = raw.trim();
@@ -72,7 +76,7 @@ pub(super) fn apply_set(table: &mut toml::Table, defaults: &toml::Table, set: &s
         (d, _) => {
             return Err(Error::config(
                 key,
-                format!("`{raw}` is not a valid {}", d.type_str()),
+                elide_long_lines(&format!("`{raw}` is not a valid {}", d.type_str())),
             ))
         }
     };

@@ -2,6 +2,7 @@
 //! time, so a machine without CUDA gets an error naming what is missing, never a panic).
 
 use super::device::{Device, Kernel, Launch};
+use super::driver_lib;
 use super::nvrtc::{self, Image, Nvrtc};
 use super::{debug, err, plan, program};
 use crate::error::Result;
@@ -26,10 +27,12 @@ pub fn device_available() -> bool {
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return false;
     }
-    std::panic::catch_unwind(|| {
-        cudarc::driver::result::init().is_ok() && CudaContext::device_count().is_ok_and(|n| n > 0)
-    })
-    .unwrap_or(false)
+    driver_lib::check_symbols().is_ok()
+        && driver_lib::guarded(|| {
+            Ok(cudarc::driver::result::init().is_ok()
+                && CudaContext::device_count().is_ok_and(|n| n > 0))
+        })
+        .unwrap_or(false)
 }
 
 /// Device 0 with the kernel program loaded: one stream does all the work, in issue order.
@@ -85,13 +88,10 @@ impl Driver {
                 "no CUDA driver (libcuda.so) found on this machine; use run.backend = \"cpu\"",
             ));
         }
-        // cudarc panics on a missing driver symbol (a driver older than the bindings): turn
-        // that into an error too.
-        std::panic::catch_unwind(Self::init).unwrap_or_else(|_| {
-            Err(err(
-                "the CUDA driver is missing a required function (too old?)",
-            ))
-        })
+        // cudarc panics on a missing driver symbol (a driver older than the bindings): an error
+        // naming the library and the function instead.
+        driver_lib::check_symbols()?;
+        driver_lib::guarded(Self::init)
     }
 
     fn init() -> Result<Self> {

@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod device;
 pub mod driver;
+mod driver_lib;
 pub mod memory;
 pub mod nvrtc;
 pub mod pack;

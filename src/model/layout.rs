@@ -24,6 +24,51 @@ pub const PARAM_NAMES: [&str; 7] = [
     "output.bias",
 ];
 
+impl ModelDims {
+    /// P, the number of parameters of a model of these sizes, or `None` if it overflows `u64`.
+    pub fn param_count(&self) -> Option<u64> {
+        let (v, e, h) = (
+            self.n_items as u64,
+            self.embed_dim as u64,
+            self.hidden_dim as u64,
+        );
+        let h3 = h.checked_mul(3)?;
+        [
+            v.checked_mul(e)?,
+            h3.checked_mul(e)?,
+            h3.checked_mul(h)?,
+            h3.checked_mul(2)?,
+            v.checked_mul(h)?,
+            v,
+        ]
+        .into_iter()
+        .try_fold(0u64, |a, x| a.checked_add(x))
+    }
+
+    /// Fails, saying by how much, when the parameter vector (4 bytes per parameter) would exceed
+    /// [`max_param_bytes`](crate::util::limits::max_param_bytes); checked before anything of that
+    /// size is allocated.
+    pub fn check_memory(&self) -> Result<(), String> {
+        let limit = crate::util::limits::max_param_bytes();
+        let bytes = self.param_count().and_then(|p| p.checked_mul(4));
+        if bytes.is_some_and(|b| b <= limit && usize::try_from(b).is_ok()) {
+            return Ok(());
+        }
+        let size = match (self.param_count(), bytes) {
+            (Some(p), Some(b)) => format!("{p} parameters ({} MiB)", b >> 20),
+            (Some(p), None) => format!("{p} parameters"),
+            _ => "more than 2^64 parameters".to_string(),
+        };
+        Err(format!(
+            "V = {}, embed_dim = {}, hidden_dim = {} make {size}; {}",
+            self.n_items,
+            self.embed_dim,
+            self.hidden_dim,
+            crate::util::limits::param_limit_text()
+        ))
+    }
+}
+
 /// One named tensor inside the flat buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamTensor {

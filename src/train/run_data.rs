@@ -172,7 +172,11 @@ fn resolve_dims(cfg: &Config, warm: Option<&StateDict>, train_n_items: usize) ->
             ));
         }
         dims.n_items = ck.n_items;
+        dims.check_memory()
+            .map_err(|m| Error::checkpoint(path, m))?;
     }
+    dims.check_memory()
+        .map_err(|m| Error::data(&cfg.data.train, None, None, m))?;
     Ok(dims)
 }
 

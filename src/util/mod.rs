@@ -1,8 +1,10 @@
 //! Small shared utilities: atomic file writes, calendar dates and run tags, progress reporting,
-//! the lock on an output folder and the removal of stale temporaries.
+//! the lock on an output folder and the removal of stale temporaries, limits on what input may
+//! make the program allocate.
 
 mod atomic;
 mod calendar;
+pub mod limits;
 mod out_lock;
 mod progress;
 

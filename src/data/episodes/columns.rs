@@ -3,10 +3,12 @@
 //! file, the 0-based row and the column.
 
 use crate::error::{Error, Result};
+use crate::util::limits::{items_limit_text, max_items};
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 /// A column of integers of any common width, downcast once.
@@ -38,6 +40,24 @@ impl Ints<'_> {
         };
         valid.then_some(v)
     }
+
+    /// Element `i` as its exact value (a u64 beyond `i64::MAX` included), or `None` if null.
+    #[inline]
+    pub(super) fn get_wide(&self, i: usize) -> Option<i128> {
+        match self {
+            Ints::U64(a) => a.is_valid(i).then(|| i128::from(a.value(i))),
+            _ => self.get(i).map(i128::from),
+        }
+    }
+
+    /// Element `i`, or an error naming its exact value when it does not fit in an `i64`.
+    pub(super) fn get_checked(&self, i: usize, loc: &Loc) -> Result<Option<i64>> {
+        self.get_wide(i)
+            .map(|x| {
+                i64::try_from(x).map_err(|_| loc.err(format!("value {x} does not fit in an i64")))
+            })
+            .transpose()
+    }
 }
 
 /// Where a value sits, for errors: file, 0-based row of the file, column.
@@ -53,19 +73,24 @@ impl Loc<'_> {
     }
 }
 
-/// Item ids are checked against this bound (`V`, or `u32::MAX` when V comes from the data).
+/// Item ids are checked against this bound (`V`, or [`max_items`] when V comes from the data).
 #[derive(Clone, Copy)]
 pub(super) struct Bound(pub(super) Option<usize>);
 
 impl Bound {
     #[inline]
-    pub(super) fn check(self, x: i64, loc: &Loc) -> Result<u32> {
-        let limit = self.0.map_or(i64::from(u32::MAX), |n| n as i64);
+    pub(super) fn check(self, x: i128, loc: &Loc) -> Result<u32> {
+        let limit = match self.0 {
+            Some(n) => n as i128,
+            None => i128::from(max_items().min(u64::from(u32::MAX))),
+        };
         if x < 0 || x >= limit {
-            let range = self
-                .0
-                .map_or("[0, 2^32 - 1)".to_string(), |n| format!("[0, {n})"));
-            return Err(loc.err(format!("item id {x} is outside {range}")));
+            let why = match self.0 {
+                Some(n) => format!("outside [0, {n})"),
+                None if x < 0 => "negative".to_string(),
+                None => format!("too large: {}", items_limit_text()),
+            };
+            return Err(loc.err(format!("item id {x} is {why}")));
         }
         Ok(x as u32)
     }
@@ -101,7 +126,7 @@ impl<'a> IntList<'a> {
     pub(super) fn get(&self, i: usize, loc: &Loc) -> Result<Option<Vec<i64>>> {
         self.range(i)
             .map(|r| {
-                r.map(|j| self.values.get(j).ok_or_else(|| loc.err("null element")))
+                r.map(|j| (self.values.get_checked(j, loc)?).ok_or_else(|| loc.err("null element")))
                     .collect()
             })
             .transpose()
@@ -111,7 +136,7 @@ impl<'a> IntList<'a> {
     pub(super) fn ids(&self, i: usize, loc: &Loc, bound: Bound) -> Result<Vec<u32>> {
         let r = self.range(i).ok_or_else(|| loc.err("null list"))?;
         r.map(|j| {
-            let x = self.values.get(j).ok_or_else(|| loc.err("null element"))?;
+            let x = (self.values.get_wide(j)).ok_or_else(|| loc.err("null element"))?;
             bound.check(x, loc)
         })
         .collect()
@@ -220,9 +245,25 @@ pub(super) fn batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordB
             format!("not a readable Parquet file: {e}"),
         )
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| perr(&e))?
-        .build()
-        .map_err(|e| perr(&e))?;
-    Ok(reader.map(move |b| b.map_err(|e| perr(&e))))
+    // The parquet crate asserts some invariants of a file's metadata (e.g. non-negative column
+    // offsets) with a panic; a damaged or crafted file is an error here instead.
+    let caught = move |payload: Box<dyn std::any::Any + Send>| {
+        let msg = (payload.downcast_ref::<String>().cloned())
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        perr(&format!("damaged metadata ({msg})"))
+    };
+    let open = || -> Result<_> {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| perr(&e))?
+            .build()
+            .map_err(|e| perr(&e))
+    };
+    let mut reader = catch_unwind(AssertUnwindSafe(open)).map_err(caught)??;
+    Ok(std::iter::from_fn(move || {
+        match catch_unwind(AssertUnwindSafe(|| reader.next())) {
+            Ok(b) => b.map(|b| b.map_err(|e| perr(&e))),
+            Err(payload) => Some(Err(caught(payload))),
+        }
+    }))
 }

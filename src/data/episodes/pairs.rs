@@ -4,6 +4,7 @@
 use super::beside::{pairs_file_for, vocab_size, vocab_size_in};
 use super::columns::{batches, typed, IntList, Ints, Loc};
 use crate::error::{Error, Result};
+use crate::util::limits::{items_limit_text, max_items};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -48,8 +49,10 @@ fn read_pair_rows(path: &Path) -> Result<Vec<(i64, PairRow)>> {
                 row: rows.len(),
                 column,
             };
-            let id = ids.get(i).ok_or_else(|| loc("pair_id").err("null"))?;
-            let label = labels.get(i).ok_or_else(|| loc("label").err("null"))?;
+            let id =
+                (ids.get_checked(i, &loc("pair_id"))?).ok_or_else(|| loc("pair_id").err("null"))?;
+            let label =
+                (labels.get_checked(i, &loc("label"))?).ok_or_else(|| loc("label").err("null"))?;
             let prefix = prefix
                 .get(i, &loc("prefix"))?
                 .ok_or_else(|| loc("prefix").err("null list"))?;
@@ -87,13 +90,10 @@ pub fn read_pair_file(path: &Path, n_items: Option<usize>) -> Result<PairSet> {
             None => vocab_size(path)?.map(|n| n + 1),
         },
     };
-    let largest = rows
-        .iter()
-        .flat_map(|(_, r)| r.prefix.iter().chain([&r.label]))
-        .copied()
-        .max()
-        .unwrap_or(0);
-    let v = vocab.unwrap_or(largest.max(0) as usize + 1);
+    let v = match vocab {
+        Some(v) => v,
+        None => inferred_v(path, &rows)?,
+    };
     let mut set = PairSet {
         path: path.to_path_buf(),
         prefixes: Vec::with_capacity(rows.len()),
@@ -106,6 +106,28 @@ pub fn read_pair_file(path: &Path, n_items: Option<usize>) -> Result<PairSet> {
         set.prefixes.push(prefix);
     }
     Ok(set)
+}
+
+/// V from the largest id of a file without a vocabulary, which must stay below
+/// [`max_items`]; an error names the first row and column over it.
+fn inferred_v(path: &Path, rows: &[(i64, PairRow)]) -> Result<usize> {
+    let limit = max_items().min(u64::from(u32::MAX)) as i64;
+    let mut largest = 0;
+    for (row, (_, r)) in rows.iter().enumerate() {
+        let ids = r.prefix.iter().map(|&x| ("prefix", x));
+        for (column, id) in ids.chain([("label", r.label)]) {
+            if id >= limit {
+                return Err(Error::data(
+                    path,
+                    Some(row),
+                    Some(column),
+                    format!("item id {id} is too large: {}", items_limit_text()),
+                ));
+            }
+            largest = largest.max(id);
+        }
+    }
+    Ok(largest as usize + 1)
 }
 
 /// Row `row` of a pairs file as item ids: a non-empty prefix and every id in `1..v`.

@@ -218,9 +218,9 @@ fn resolve(
         if p.prefix.is_empty() {
             return Err(loc.err(format!("pair id {id} has an empty prefix")));
         }
-        let prefix = p.prefix.iter().map(|&x| bound.check(x, loc));
+        let prefix = p.prefix.iter().map(|&x| bound.check(x.into(), loc));
         prefixes.push(prefix.collect::<Result<Vec<u32>>>()?);
-        labels.push(bound.check(p.label, loc)?);
+        labels.push(bound.check(p.label.into(), loc)?);
         ts = ts.zip(p.ts).map(|(mut v, t)| {
             v.push(t);
             v
