@@ -222,14 +222,27 @@ pub trait Backend {
     fn device_memory(&self, _shape: &BatchShape) -> Result<Option<MemoryNeed>> {
         Ok(None)
     }
-    /// Clears the kernels' phase counters, where the backend has them (CUDA with
-    /// `RECMAML_CUDA_PROFILE=1`).
+    /// Clears the phase counters, where the backend has them (CUDA with
+    /// `RECMAML_CUDA_PROFILE=1`, CPU with `RECMAML_CPU_PROFILE=1`).
     fn reset_profile(&mut self) -> Result<()> {
         Ok(())
     }
-    /// The phase counters (clock cycles per task and phase, see
-    /// `crate::cuda::program::PROFILE_PHASES`) since the last reset; `None` without them.
-    fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
+    /// The phase counters since the last reset; `None` without them.
+    fn profile(&self) -> Result<Option<PhaseProfile>> {
         Ok(None)
     }
+}
+
+/// A backend's phase counters since the last reset (see [`Backend::profile`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseProfile {
+    /// The phases' names, in counter order.
+    pub phases: Vec<String>,
+    /// What a counter counts (`"clock cycles"`, `"ns"`).
+    pub unit: &'static str,
+    /// Counter rows, each in phase order: one per task of the meta-batch when `per_task` (the
+    /// CUDA task kernel's), else rows to be summed (the CPU's, one row over every thread).
+    pub rows: Vec<Vec<u64>>,
+    /// Whether `rows` has one row per task.
+    pub per_task: bool,
 }

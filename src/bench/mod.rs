@@ -8,6 +8,7 @@
 //! the sweep's configurations ([`sweep_configs`]), the tasks and meta-batches of a run and their
 //! timing, and the workload export ([`Workload`]). Printing the results is the command line's.
 
+mod ceiling;
 mod flops;
 mod options;
 mod sweep;
@@ -15,12 +16,13 @@ mod tasks;
 mod timing;
 mod workload;
 
+pub use ceiling::Ceiling;
 pub use flops::{flops_per_iteration, min_bytes_per_iteration};
 pub use options::BenchOptions;
 pub use sweep::{
     sweep_configs, BenchConfig, SWEEP_CAP, SWEEP_FACTORS, SWEEP_H, SWEEP_K, SWEEP_N, SWEEP_V,
 };
-pub use timing::PhaseCycles;
+pub use timing::{PhaseSummary, PhaseTime};
 pub use workload::Workload;
 
 use crate::backend::{Backend, BatchShape, MemoryNeed};
@@ -73,10 +75,16 @@ pub struct BenchResult {
     /// floor_ms over the measured time per iteration (device time where measured).
     pub fraction_of_floor: Option<f64>,
     /// With `RECMAML_CUDA_PROFILE=1` on the CUDA backend: clock cycles per meta-iteration spent in
-    /// each phase of the task kernel, averaged over the tasks of the timed iterations.
-    pub phase_cycles: Option<Vec<PhaseCycles>>,
+    /// each phase of the task kernel, averaged over the tasks of the timed iterations; with
+    /// `RECMAML_CPU_PROFILE=1` on the CPU backend: nanoseconds per meta-iteration in each phase,
+    /// summed over threads.
+    pub phase_profile: Option<PhaseSummary>,
     /// The device memory the backend allocates for this batch shape (CUDA backend only).
     pub device_memory: Option<MemoryNeed>,
+    /// CPU backend: the measured FP32 ceiling of the engine's own matrix tiles.
+    pub cpu_ceiling: Option<Ceiling>,
+    /// gflops_achieved over the ceiling's rate.
+    pub fraction_of_ceiling: Option<f64>,
 }
 
 /// A backend with freshly initialised weights for the benchmark.
@@ -131,6 +139,11 @@ pub fn run_config(
     let work = Work { flops, bytes };
     let mut r = result(args, cfg, &plan, backend.name(), work, timings);
     r.device_memory = memory;
+    if args.ceiling && args.backend == BackendKind::Cpu {
+        let c = ceiling::measured();
+        r.fraction_of_ceiling = Some(r.gflops_achieved / c.gflops);
+        r.cpu_ceiling = Some(c);
+    }
     Ok(r)
 }
 
@@ -182,8 +195,10 @@ fn result(
         device_iters_per_sec: dev.map(|d| 1e3 / d),
         floor_ms: floor,
         fraction_of_floor: floor.map(|f| f / dev.unwrap_or(ms)),
-        phase_cycles: t.phase_cycles,
+        phase_profile: t.phases,
         device_memory: None,
+        cpu_ceiling: None,
+        fraction_of_ceiling: None,
     }
 }
 

@@ -48,6 +48,9 @@ pub struct BenchOptions {
     pub peak_gflops: Option<f64>,
     /// The device's measured memory bandwidth in GB/s (bytes read plus written), for the floor.
     pub peak_gbps: Option<f64>,
+    /// CPU backend: measure the FP32 ceiling of the engine's own matrix tiles and report the
+    /// fraction of it an iteration achieves.
+    pub ceiling: bool,
 }
 
 impl Default for BenchOptions {
@@ -74,6 +77,7 @@ impl Default for BenchOptions {
             write_workload: None,
             peak_gflops: None,
             peak_gbps: None,
+            ceiling: true,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
+use super::profile::{self, Phase};
 use super::scratch::{ensure, resize};
 use super::simd::{axpy, gemm_nn_acc, ger_acc, gru_cell, transpose};
 
@@ -115,6 +116,7 @@ pub fn gru_forward<F: Float>(
 ) {
     let (u, r) = (forest.uniq.len(), forest.n_nodes());
     let g3 = 3 * h;
+    let p = profile::phase(Phase::InputProjection);
     ensure(&mut cache.w_iht, e * g3);
     transpose(&mut cache.w_iht, w.w_ih, g3, e);
     ensure(&mut cache.w_hht, h * g3);
@@ -124,6 +126,8 @@ pub fn gru_forward<F: Float>(
         row.copy_from_slice(w.b_ih);
     }
     gemm_nn_acc(&mut cache.xi, &x[..u * e], &cache.w_iht, g3);
+    drop(p);
+    let _p = profile::phase(Phase::Recurrence);
     ensure(&mut cache.rzn, r * g3);
     ensure(&mut cache.ghn, r * h);
     ensure(&mut cache.hprev, r * h);
@@ -184,6 +188,7 @@ pub fn gru_backward<F: Float>(
 ) {
     let (u, r) = (forest.uniq.len(), forest.n_nodes());
     let g3 = 3 * h;
+    let p = profile::phase(Phase::RecurrenceBackward);
     resize(&mut cache.dh, r * h);
     for (s, &end) in forest.ends.iter().enumerate() {
         axpy(
@@ -243,6 +248,8 @@ pub fn gru_backward<F: Float>(
             );
         }
     }
+    drop(p);
+    let _p = profile::phase(Phase::GruGradient);
     // Parameter gradients of all nodes at once (h_prev = 0 at depth 0 adds nothing to W_hh).
     add_rows(dw.db_hh, &cache.dgh, g3);
     let l1 = forest.level_start.get(1).copied().unwrap_or(r);

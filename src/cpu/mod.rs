@@ -25,6 +25,7 @@ pub mod gru;
 pub mod meta_grad;
 pub mod output_ce;
 pub mod pretrain;
+pub mod profile;
 mod scratch;
 pub mod sgd;
 pub mod simd;
@@ -38,7 +39,8 @@ pub use task::{
 };
 
 use crate::backend::{
-    AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, Task, TaskEval,
+    AdamState, Backend, InnerLoop, MetaStepStats, OuterConfig, PairBatch, PhaseProfile, Task,
+    TaskEval,
 };
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
@@ -233,7 +235,10 @@ impl<F: Float> Engine<F> {
                     ws.export_grad(out);
                 },
             );
-        self.meta_grad.reduce(grad, &self.task_grads, &self.layout);
+        {
+            let _p = profile::phase(profile::Phase::Reduction);
+            self.meta_grad.reduce(grad, &self.task_grads, &self.layout);
+        }
         let n = tasks.len() as f64;
         Ok(self.task_grads[..tasks.len()]
             .iter()
@@ -287,6 +292,7 @@ impl<F: Float> Engine<F> {
             }
         }
         let stats = result.map(|meta_loss| {
+            let _p = profile::phase(profile::Phase::Adam);
             let grad_norm = clip_grad_norm(&mut grad, clip);
             if meta_loss.is_finite() && grad_norm.is_finite() {
                 self.step += 1;
@@ -485,6 +491,20 @@ impl Backend for Engine<f32> {
             batch.max_prefix_len,
             &adam,
         )
+    }
+
+    fn reset_profile(&mut self) -> Result<()> {
+        profile::reset();
+        Ok(())
+    }
+
+    fn profile(&self) -> Result<Option<PhaseProfile>> {
+        Ok(profile::counters().map(|row| PhaseProfile {
+            phases: profile::PHASES.map(String::from).to_vec(),
+            unit: "ns",
+            rows: vec![row],
+            per_task: false,
+        }))
     }
 }
 

@@ -14,6 +14,7 @@ use super::float::Float;
 use super::forest::SeqForest;
 use super::gru::{gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache};
 use super::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
+use super::profile::{self, Phase};
 use super::scratch::{ensure, resize};
 use super::sgd::sgd;
 use crate::backend::Task;
@@ -182,6 +183,7 @@ impl<F: Float> TaskWorkspace<F> {
     /// Loads a task with fast weights = `theta` (dense, flat layout). `share` computes the GRU
     /// state of a prefix shared by several sequences once. The task must pass [`check_task`].
     pub fn load(&mut self, model: &Model<F>, task: &Task, share: bool) {
+        let _p = profile::phase(Phase::Load);
         let (layout, theta) = (model.layout, model.theta);
         let d = layout.dims;
         (self.v, self.e, self.h) = (d.n_items, d.embed_dim, d.hidden_dim);
@@ -225,7 +227,10 @@ impl<F: Float> TaskWorkspace<F> {
         let forest = &pre.forest;
         let (u, b) = (forest.uniq.len(), forest.n_seqs());
         ensure(&mut self.x, u * e);
-        embedding_forward(&mut self.x, &self.table, &forest.uniq, e);
+        {
+            let _p = profile::phase(Phase::InputProjection);
+            embedding_forward(&mut self.x, &self.table, &forest.uniq, e);
+        }
         ensure(&mut self.hlast, b * h);
         let w = gru_split(&self.gru, e, h);
         gru_forward(&mut self.hlast, &mut self.cache, w, &self.x, forest, e, h);
@@ -234,6 +239,7 @@ impl<F: Float> TaskWorkspace<F> {
         ensure(&mut self.losses, b);
         let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
         self.last = Some(split);
+        let _p = profile::phase(Phase::OutputForward);
         output_ce_forward(
             &mut self.logits,
             &mut self.lse,
@@ -266,6 +272,7 @@ impl<F: Float> TaskWorkspace<F> {
         ensure(&mut self.dlogits, b * v);
         ensure(&mut self.dhlast, b * h);
         let ow = model.out_weights(&self.b_out, &self.lr_d, &self.lr_g);
+        let p = profile::phase(Phase::OutputBackward);
         output_ce_backward(
             &mut self.dlogits,
             &mut self.dhlast,
@@ -281,6 +288,7 @@ impl<F: Float> TaskWorkspace<F> {
             v,
             h,
         );
+        drop(p);
         ensure(&mut self.dx, u * e);
         let w = gru_split(&self.gru, e, h);
         let dw = gru_split_mut(&mut self.dgru, e, h);
@@ -295,12 +303,14 @@ impl<F: Float> TaskWorkspace<F> {
             e,
             h,
         );
+        let _p = profile::phase(Phase::EmbeddingBackward);
         embedding_backward(&mut self.dtable, &self.dx, &forest.uniq, self.padding, e);
     }
 
     /// One SGD step with the gradient of the last backward; `output.weight`'s update is kept as
     /// B rank-1 terms `(−lr · dlogits_s) ⊗ hlast_s`.
     pub fn sgd_step(&mut self, lr: F) {
+        let _p = profile::phase(Phase::Sgd);
         let b = self.dlogits.len() / self.v;
         sgd(&mut self.gru, &self.dgru, lr);
         sgd(&mut self.table, &self.dtable, lr);
@@ -389,6 +399,7 @@ impl<F: Float> TaskWorkspace<F> {
 
     /// The last backward's gradient in compact form, for a deterministic reduction over tasks.
     pub fn export_grad(&self, out: &mut TaskGrad<F>) {
+        let _p = profile::phase(Phase::Export);
         let (v, h) = (self.v, self.h);
         let b = self.dlogits.len() / v;
         out.gru.clear();

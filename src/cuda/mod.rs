@@ -25,7 +25,7 @@ pub use driver::{device_available, Driver};
 
 use crate::backend::{
     AdamState, Backend, BatchShape, InnerLoop, MemoryNeed, MetaStepStats, OuterConfig, PairBatch,
-    Task, TaskEval,
+    PhaseProfile, Task, TaskEval,
 };
 use crate::error::{Error, Result};
 use crate::model::ParamLayout;
@@ -459,7 +459,7 @@ impl<D: Device> Backend for Cuda<D> {
         self.dev.zero_global("rm_prof")
     }
 
-    fn profile(&self) -> Result<Option<Vec<Vec<u64>>>> {
+    fn profile(&self) -> Result<Option<PhaseProfile>> {
         if !program::profiling() {
             return Ok(None);
         }
@@ -467,16 +467,20 @@ impl<D: Device> Backend for Cuda<D> {
             return Ok(None);
         };
         let n = program::PROFILE_PHASES.len();
-        Ok(Some(
-            bytes
-                .chunks_exact(8 * n)
-                .map(|task| {
-                    task.chunks_exact(8)
-                        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                        .collect()
-                })
-                .collect(),
-        ))
+        let rows = bytes
+            .chunks_exact(8 * n)
+            .map(|task| {
+                task.chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .collect()
+            })
+            .collect();
+        Ok(Some(PhaseProfile {
+            phases: program::PROFILE_PHASES.map(String::from).to_vec(),
+            unit: "clock cycles",
+            rows,
+            per_task: true,
+        }))
     }
 
     fn evaluate(&mut self, tasks: &[Task], inner: &InnerLoop) -> Result<Vec<TaskEval>> {
