@@ -95,11 +95,21 @@ simd_fn!(
     )
 );
 
-/// `out [cols, rows] = a^T` for `a [rows, cols]`.
+/// `out [cols, rows] = a^T` for `a [rows, cols]`, in square blocks so that the rows read and the
+/// rows written both stay in cache.
 pub fn transpose<F: Float>(out: &mut [F], a: &[F], rows: usize, cols: usize) {
-    for (r, row) in a.chunks_exact(cols).take(rows).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
+    const B: usize = 8;
+    let (a, out) = (&a[..rows * cols], &mut out[..rows * cols]);
+    for r0 in (0..rows).step_by(B) {
+        let r1 = (r0 + B).min(rows);
+        for c0 in (0..cols).step_by(B) {
+            let c1 = (c0 + B).min(cols);
+            for r in r0..r1 {
+                let row = &a[r * cols..(r + 1) * cols];
+                for c in c0..c1 {
+                    out[c * rows + r] = row[c];
+                }
+            }
         }
     }
 }
