@@ -86,4 +86,28 @@ mod tests {
             assert!((0..rows).all(|r| (0..n).all(|k| t[k * rows + r] == w[r * n + k])));
         }
     }
+
+    /// The f32 transpose (8×8 register blocks on AVX2 machines, edges element by element) on
+    /// shapes with and without full blocks.
+    #[test]
+    fn f32_transposes_move_every_element() {
+        for (rows, cols) in [
+            (1, 1),
+            (8, 8),
+            (9, 17),
+            (16, 5),
+            (5, 16),
+            (192, 64),
+            (23, 40),
+        ] {
+            let a: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.5).collect();
+            let mut t = vec![-1.0f32; rows * cols];
+            transpose(&mut t, &a, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], a[r * cols + c], "{rows}x{cols} at {r},{c}");
+                }
+            }
+        }
+    }
 }

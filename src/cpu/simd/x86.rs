@@ -217,3 +217,70 @@ simd_tiles!(
     avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
     _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_add_ps
 );
+
+/// `out [cols, rows] = a^T` for `f32`, 8×8 blocks at a time in AVX registers.
+pub(super) mod transpose8 {
+    use std::arch::x86_64::*;
+
+    /// Transposes the 8×8 block at `a` (row stride `lda`) into `out` (row stride `ldo`).
+    ///
+    /// # Safety
+    /// The CPU has AVX; the 8 rows of 8 floats from each pointer are in bounds.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn block(out: *mut f32, ldo: usize, a: *const f32, lda: usize) {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * lda)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ];
+        for (i, v) in o.iter().enumerate() {
+            _mm256_storeu_ps(out.add(i * ldo), *v);
+        }
+    }
+
+    /// `out [cols, rows] = a^T` for `a [rows, cols]`: the full 8×8 blocks in registers, the
+    /// edges element by element.
+    ///
+    /// # Safety
+    /// The CPU has AVX.
+    #[target_feature(enable = "avx")]
+    pub unsafe fn transpose(out: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+        assert!(a.len() >= rows * cols && out.len() >= rows * cols);
+        let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+        let (op, ap) = (out.as_mut_ptr(), a.as_ptr());
+        for r in (0..r8).step_by(8) {
+            for c in (0..c8).step_by(8) {
+                block(op.add(c * rows + r), rows, ap.add(r * cols + c), cols);
+            }
+        }
+        for r in 0..rows {
+            let cs = if r < r8 { c8 } else { 0 };
+            for c in cs..cols {
+                out[c * rows + r] = a[r * cols + c];
+            }
+        }
+    }
+}
