@@ -2,6 +2,10 @@
 //! untouched without them; `--force` starts a clean run there; `--resume` refuses a changed
 //! configuration, naming the keys, and continues with the keys it may change.
 
+mod common;
+
+use common::snapshot;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -67,24 +71,6 @@ fn fails(o: Output) -> String {
     assert!(!o.status.success(), "succeeded: {t}");
     assert!(!t.contains("panicked"), "{t}");
     t
-}
-
-/// Every file under `dir` (relative path -> bytes).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, into);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                into.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(dir, dir, &mut files);
-    files
 }
 
 fn names(files: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {

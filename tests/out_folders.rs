@@ -3,9 +3,12 @@
 //! stopped runs are removed at the next start, `prepare` never replaces a folder holding its
 //! input, and runs that would compute nothing (no iterations, empty episode files) are errors.
 
+mod common;
+
+use common::snapshot;
+
 use recmaml::data::write_episodes;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,24 +79,6 @@ fn train(dir: &Path, out: &Path, sets: &[&str], flags: &[&str]) -> Output {
         .args(args("train", dir, out, sets, flags))
         .output()
         .unwrap()
-}
-
-/// Every file under `dir` (relative path -> bytes).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, into);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                into.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(dir, dir, &mut files);
-    files
 }
 
 /// The names in `dir`, sorted.

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// What a skipped check needed; each has its `RECMAML_REQUIRE_*` variable, which turns the skip
 /// into a failure (`.ci/run` sets every one its machine can meet).
@@ -106,4 +107,23 @@ pub fn shared_file(rel: &str) -> Option<PathBuf> {
 /// The repository's test fixtures folder.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every file under `dir` (relative path -> bytes), to show that a refused or failed run left a
+/// folder exactly as it was.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, into);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                into.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
 }
