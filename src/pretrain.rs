@@ -221,16 +221,7 @@ pub fn fixed_records(scores: &[f32], set: &WeightedSet) -> Vec<evaluate::Episode
                 .map(|&y| metrics::rank_of(scores, y))
                 .collect();
             let top = vec![metrics::top1(scores); ranks.len()];
-            evaluate::EpisodeRecord {
-                episode_id: ep.episode_id,
-                user_id: ep.user_id.clone(),
-                zero_shot_loss: f64::NAN,
-                few_shot_loss: f64::NAN,
-                zero_shot_top1: top.clone(),
-                few_shot_top1: top,
-                zero_shot_rank: ranks.clone(),
-                few_shot_rank: ranks,
-            }
+            evaluate::EpisodeRecord::unadapted(ep, top, ranks)
         })
         .collect()
 }

@@ -27,6 +27,23 @@ pub struct EpisodeRecord {
     pub few_shot_rank: Vec<usize>,
 }
 
+impl EpisodeRecord {
+    /// The record of a model that does not adapt (a baseline): the same top-1 items and ranks
+    /// before and after adaptation, and no losses (NaN).
+    pub fn unadapted(ep: &Episode, top1: Vec<u32>, ranks: Vec<usize>) -> Self {
+        EpisodeRecord {
+            episode_id: ep.episode_id,
+            user_id: ep.user_id.clone(),
+            zero_shot_loss: f64::NAN,
+            few_shot_loss: f64::NAN,
+            zero_shot_top1: top1.clone(),
+            few_shot_top1: top1,
+            zero_shot_rank: ranks.clone(),
+            few_shot_rank: ranks,
+        }
+    }
+}
+
 /// Zero- and few-shot metrics over an episode set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalSummary {

@@ -130,16 +130,7 @@ impl SessionKnn {
                     .zip(&ep.query_labels)
                     .map(|(p, &y)| self.rank_and_top(&self.scores(p), y))
                     .unzip();
-                EpisodeRecord {
-                    episode_id: ep.episode_id,
-                    user_id: ep.user_id.clone(),
-                    zero_shot_loss: f64::NAN,
-                    few_shot_loss: f64::NAN,
-                    zero_shot_top1: top.clone(),
-                    few_shot_top1: top,
-                    zero_shot_rank: ranks.clone(),
-                    few_shot_rank: ranks,
-                }
+                EpisodeRecord::unadapted(ep, top, ranks)
             })
             .collect()
     }
