@@ -171,6 +171,41 @@ pub fn gru_forward<F: Float>(
     }
 }
 
+/// The backward of one GRU cell: from `dh [H]`, the gradient at its new state, and what the
+/// forward kept (`hp` = h_prev, the gates `rzn [3H]`, `ghn [H]`), adds the gradient of the input
+/// projection's pre-activations to `dxi [3H]` and writes that of the hidden ones to `dgh [3H]`.
+fn gru_cell_backward<F: Float>(
+    dxi: &mut [F],
+    dgh: &mut [F],
+    dh: &[F],
+    hp: &[F],
+    rzn: &[F],
+    ghn: &[F],
+) {
+    let h = dh.len();
+    let (rg, rest) = rzn[..3 * h].split_at(h);
+    let (zg, ng) = rest.split_at(h);
+    let (dxr, rest) = dxi[..3 * h].split_at_mut(h);
+    let (dxz, dxn) = rest.split_at_mut(h);
+    let (dgr, rest) = dgh[..3 * h].split_at_mut(h);
+    let (dgz, dgn) = rest.split_at_mut(h);
+    let (hp, ghn) = (&hp[..h], &ghn[..h]);
+    for k in 0..h {
+        let (rg, zg, ng) = (rg[k], zg[k], ng[k]);
+        let dn = dh[k] * (F::ONE - zg);
+        let dz = dh[k] * (hp[k] - ng);
+        let dn_pre = dn * (F::ONE - ng * ng);
+        let dz_pre = dz * zg * (F::ONE - zg);
+        let dr_pre = dn_pre * ghn[k] * rg * (F::ONE - rg);
+        dxr[k] += dr_pre;
+        dxz[k] += dz_pre;
+        dxn[k] += dn_pre;
+        dgr[k] = dr_pre;
+        dgz[k] = dz_pre;
+        dgn[k] = dn_pre * rg;
+    }
+}
+
 /// GRU backward: from `dhlast [S, H]`, the gradient at each sequence's last hidden state, to
 /// `dx [U, E]` (assigned; the gradient of the input rows `x`) and the parameter gradients
 /// (accumulated). Uses the cache of the matching [`gru_forward`].
@@ -208,20 +243,7 @@ pub fn gru_backward<F: Float>(
             let ghn = &cache.ghn[i * h..(i + 1) * h];
             let dxi = &mut cache.dxi[forest.items[i] as usize * g3..][..g3];
             let dgh = &mut cache.dgh[i * g3..(i + 1) * g3];
-            for k in 0..h {
-                let (rg, zg, ng) = (rzn[k], rzn[h + k], rzn[2 * h + k]);
-                let dn = dh[k] * (F::ONE - zg);
-                let dz = dh[k] * (hp[k] - ng);
-                let dn_pre = dn * (F::ONE - ng * ng);
-                let dz_pre = dz * zg * (F::ONE - zg);
-                let dr_pre = dn_pre * ghn[k] * rg * (F::ONE - rg);
-                dxi[k] += dr_pre;
-                dxi[h + k] += dz_pre;
-                dxi[2 * h + k] += dn_pre;
-                dgh[k] = dr_pre;
-                dgh[h + k] = dz_pre;
-                dgh[2 * h + k] = dn_pre * rg;
-            }
+            gru_cell_backward(dxi, dgh, dh, hp, rzn, ghn);
         }
         if t == 0 {
             break; // h_prev = h0 = 0: nothing further back
