@@ -94,4 +94,11 @@ pub fn print_summary(s: &EvalSummary) {
         "  {:<9} {:>24.4} {:>24.4}",
         "loss", s.zero_shot_loss, s.few_shot_loss
     );
+    if let Some(g) = &s.adaptation_gain {
+        println!(
+            "  adaptation gain (few-shot minus zero-shot Acc@1, paired over the {} episodes): \
+             {:+.4} [{:+.4}, {:+.4}]",
+            s.n_episodes, g.mean, g.ci_low, g.ci_high
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use crate::backend::{Backend, InnerLoop, Task, TaskEval};
 use crate::data::Episode;
 use crate::error::{Error, Result};
-use crate::metrics::{self, MetricSet};
+use crate::metrics::{self, Estimate, MetricSet};
 use crate::train::WeightedSet;
 use crate::util::Progress;
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,15 @@ pub struct EvalSummary {
     pub few_shot: MetricSet,
     pub zero_shot_loss: f64,
     pub few_shot_loss: f64,
+    /// What adaptation is worth: few-shot minus zero-shot Acc@1 per episode, with a paired
+    /// bootstrap interval over episodes (both values come from the same episode). `None` in
+    /// results written before it was reported.
+    #[serde(default)]
+    pub adaptation_gain: Option<Estimate>,
 }
+
+/// The bootstrap seed of [`EvalSummary::adaptation_gain`] (the matrix's gain column uses it too).
+pub const GAIN_SEED: u64 = 7_500;
 
 /// Tasks evaluated per backend call (bounds the memory of the returned logits).
 const EVAL_CHUNK: usize = 64;
@@ -125,14 +133,63 @@ pub fn summarize(records: &[EpisodeRecord]) -> EvalSummary {
         .map(|r| metrics::episode_metrics(&r.few_shot_rank))
         .collect();
     let n = records.len().max(1) as f64;
+    let gains: Vec<f64> = zs.iter().zip(&fs).map(|(z, f)| f[0] - z[0]).collect();
     EvalSummary {
         n_episodes: records.len(),
         zero_shot: MetricSet::from_episodes(&zs, 0),
         few_shot: MetricSet::from_episodes(&fs, 0),
         zero_shot_loss: records.iter().map(|r| r.zero_shot_loss).sum::<f64>() / n,
         few_shot_loss: records.iter().map(|r| r.few_shot_loss).sum::<f64>() / n,
+        adaptation_gain: Some(metrics::bootstrap_mean(&gains, GAIN_SEED)),
     }
 }
 
 mod run;
 pub use run::{evaluate, EvalOptions};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: i64, zero: &[usize], few: &[usize]) -> EpisodeRecord {
+        EpisodeRecord {
+            episode_id: id,
+            user_id: format!("u{id}"),
+            zero_shot_loss: 1.0,
+            few_shot_loss: 0.5,
+            zero_shot_top1: vec![0; zero.len()],
+            few_shot_top1: vec![0; few.len()],
+            zero_shot_rank: zero.to_vec(),
+            few_shot_rank: few.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_adaptation_gain_is_few_minus_zero_shot_acc1_per_episode() {
+        // Episode 1: Acc@1 1/2 -> 2/2 (+0.5); episode 2: 1/1 -> 0/1 (-1); episode 3: 0/3 -> 1/3.
+        let rs = [
+            rec(1, &[1, 2], &[1, 1]),
+            rec(2, &[1], &[3]),
+            rec(3, &[2, 4, 9], &[1, 5, 2]),
+        ];
+        let g = summarize(&rs).adaptation_gain.unwrap();
+        let want = (0.5 - 1.0 + 1.0 / 3.0) / 3.0;
+        assert!((g.mean - want).abs() < 1e-12, "{g:?}");
+        // Every resample mean lies between the smallest and the largest episode gain.
+        assert!(g.ci_low >= -1.0 && g.ci_high <= 0.5 && g.ci_low <= g.mean && g.mean <= g.ci_high);
+        // The same ranks before and after: exactly no gain, with no width.
+        let same = [rec(1, &[1, 2], &[1, 2]), rec(2, &[3], &[3])];
+        let g = summarize(&same).adaptation_gain.unwrap();
+        assert_eq!((g.mean, g.ci_low, g.ci_high), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn results_written_without_the_gain_still_read() {
+        let s = summarize(&[rec(1, &[1], &[2])]);
+        let mut v = serde_json::to_value(&s).unwrap();
+        v.as_object_mut().unwrap().remove("adaptation_gain");
+        let back: EvalSummary = serde_json::from_value(v).unwrap();
+        assert_eq!(back.adaptation_gain, None);
+        assert_eq!(back.zero_shot, s.zero_shot);
+    }
+}

@@ -225,7 +225,7 @@ pub fn adaptation_gain(per_seed: &[&SeedResult], vanilla: &[&SeedResult]) -> Res
                 / per_seed.len() as f64
         })
         .collect();
-    Ok(bootstrap_mean(&gains, 7_500))
+    Ok(bootstrap_mean(&gains, crate::evaluate::GAIN_SEED))
 }
 
 /// The report of one row from its seeds' results, with the differences to vanilla's.
