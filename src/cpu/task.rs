@@ -397,23 +397,21 @@ impl<F: Float> TaskWorkspace<F> {
         );
     }
 
-    /// The last backward's gradient in compact form, for a deterministic reduction over tasks.
-    pub fn export_grad(&self, out: &mut TaskGrad<F>) {
+    /// Moves the last backward's gradient out in compact form, for a deterministic reduction
+    /// over tasks: its buffers are swapped with `out`'s (no copy), so the workspace holds no
+    /// gradient afterwards, only buffers to reuse; the next task's [`load`](Self::load) and
+    /// passes size and overwrite them.
+    pub fn export_grad(&mut self, out: &mut TaskGrad<F>) {
         let _p = profile::phase(Phase::Export);
-        let (v, h) = (self.v, self.h);
-        let b = self.dlogits.len() / v;
-        out.gru.clear();
-        out.gru.extend_from_slice(&self.dgru);
+        debug_assert_eq!(self.dlogits.len() / self.v, self.hlast.len() / self.h);
+        std::mem::swap(&mut out.gru, &mut self.dgru);
         out.ids.clear();
         out.ids.extend_from_slice(&self.ids);
-        out.emb.clear();
-        out.emb.extend_from_slice(&self.dtable);
-        out.b_out.clear();
-        out.b_out.extend_from_slice(&self.db_out);
-        out.dlogits.clear();
-        out.dlogits.extend_from_slice(&self.dlogits[..b * v]);
-        out.hlast.clear();
-        out.hlast.extend_from_slice(&self.hlast[..b * h]);
+        std::mem::swap(&mut out.emb, &mut self.dtable);
+        std::mem::swap(&mut out.b_out, &mut self.db_out);
+        std::mem::swap(&mut out.dlogits, &mut self.dlogits);
+        std::mem::swap(&mut out.hlast, &mut self.hlast);
+        self.last = None;
     }
 }
 
