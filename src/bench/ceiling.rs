@@ -29,30 +29,35 @@ pub struct Ceiling {
     pub threads: usize,
 }
 
-/// GFLOP/s of every pool thread repeating `Y += A M` of one shape for about `seconds`.
+/// GFLOP/s of every pool thread repeating `Y += A M` of one shape for about `seconds`: each
+/// thread's best rate over chunks of about a millisecond of products, summed over threads. The
+/// best chunk rather than the mean keeps the figure a ceiling on a machine where other work
+/// interrupts now and then.
 fn rate(m: usize, k: usize, n: usize, seconds: f64) -> f64 {
     let seq = |len: usize, s: f32| -> Vec<f32> {
-        (0..len).map(|i| ((i as f32) * s).sin() * 0.01).collect()
+        (0..len)
+            .map(|i| ((i as f32) * s).sin() * 0.01)
+            .collect()
     };
     let flops_per = 2.0 * (m * k * n) as f64;
-    // Products per timing check: about a millisecond of work at 50 GFLOP/s.
+    // Products per chunk: about a millisecond of work at 50 GFLOP/s.
     let chunk = ((5e7 / flops_per) as usize).max(1);
     let t0 = Instant::now();
-    let done: Vec<usize> = rayon::broadcast(|_| {
+    let best: Vec<f64> = rayon::broadcast(|_| {
         let (a, mm) = (seq(m * k, 0.37), seq(k * n, 0.91));
         let mut y = vec![0.0f32; m * n];
-        let mut reps = 0;
+        let mut best = 0.0f64;
         while t0.elapsed().as_secs_f64() < seconds {
+            let t = Instant::now();
             for _ in 0..chunk {
                 gemm_nn_acc(&mut y, &a, &mm, n);
             }
-            reps += chunk;
+            best = best.max(chunk as f64 * flops_per / t.elapsed().as_secs_f64());
         }
         std::hint::black_box(&y);
-        reps
+        best
     });
-    let secs = t0.elapsed().as_secs_f64();
-    done.iter().sum::<usize>() as f64 * flops_per / secs / 1e9
+    best.iter().sum::<f64>() / 1e9
 }
 
 /// Measures the ceiling: each shape once briefly (warming caches and clocks), then timed.
