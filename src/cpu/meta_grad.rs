@@ -11,6 +11,9 @@ use rayon::prelude::*;
 /// Rows of `output.weight` per parallel chunk of the meta-gradient reduction.
 const REDUCE_ROWS: usize = 64;
 
+/// Elements of the GRU block per parallel chunk of the reduction.
+const SUM_CHUNK: usize = 4096;
+
 /// The reduction of the tasks' gradients, with its buffers (reused between meta-iterations).
 #[derive(Debug, Default)]
 pub struct MetaGrad<F> {
@@ -31,9 +34,18 @@ impl<F: Float> MetaGrad<F> {
         let n = task_grads.len();
         let tg = &task_grads[..n];
         grad.fill(F::ZERO);
+        // The GRU block and the output bias: each element sums the tasks in task order, so the
+        // chunks can run in parallel without changing a bit.
         let gru = layout.w_ih().start..layout.b_hh().end;
+        grad[gru]
+            .par_chunks_mut(SUM_CHUNK)
+            .enumerate()
+            .for_each(|(c, g)| {
+                for t in tg {
+                    axpy(g, F::ONE, &t.gru[c * SUM_CHUNK..]);
+                }
+            });
         for t in tg {
-            axpy(&mut grad[gru.clone()], F::ONE, &t.gru);
             let emb = &mut grad[layout.embedding()];
             for (&id, row) in t.ids.iter().zip(t.emb.chunks_exact(e)) {
                 let id = id as usize;
@@ -58,8 +70,10 @@ impl<F: Float> MetaGrad<F> {
                 ger_acc(chunk, &dl[c * REDUCE_ROWS..], v, hl, h);
             });
         let scale = F::ONE / F::from_f64(n as f64);
-        for g in grad.iter_mut() {
-            *g *= scale;
-        }
+        grad.par_chunks_mut(SUM_CHUNK).for_each(|c| {
+            for g in c {
+                *g *= scale;
+            }
+        });
     }
 }
