@@ -28,7 +28,7 @@ pub struct Event {
 }
 
 /// A whole log, events in input order.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EventLog {
     /// The file it was read from.
     pub source: PathBuf,

@@ -34,10 +34,13 @@ fn utf8(key: &[u8]) -> Result<&str, NotUtf8> {
     })
 }
 
-/// Numbers distinct strings 0, 1, 2, ... in order of first appearance.
+/// Numbers distinct strings 0, 1, 2, ... in order of first appearance. Looks up by a 64-bit
+/// hash of the key without allocating (one allocation per distinct string, its name); names are
+/// compared on a hash match, and the rare colliding keys go to a second, exact map.
 #[derive(Default, Debug)]
 pub struct Interner {
-    map: FxHashMap<Box<[u8]>, u32>,
+    by_hash: FxHashMap<u64, u32>,
+    collided: FxHashMap<Box<[u8]>, u32>,
     names: Vec<String>,
 }
 
@@ -46,12 +49,29 @@ impl Interner {
     /// UTF-8.
     #[inline]
     pub fn id(&mut self, key: &[u8]) -> Result<u32, NotUtf8> {
-        if let Some(&i) = self.map.get(key) {
-            return Ok(i);
-        }
+        let mut h = FxHasher::default();
+        h.write(key);
+        h.write_usize(key.len());
+        let hash = h.finish();
+        let collision = match self.by_hash.get(&hash) {
+            None => false,
+            Some(&id) => {
+                if self.names[id as usize].as_bytes() == key {
+                    return Ok(id);
+                }
+                if let Some(&id) = self.collided.get(key) {
+                    return Ok(id);
+                }
+                true
+            }
+        };
         let name = utf8(key)?.to_owned();
         let i = self.names.len() as u32;
-        self.map.insert(key.into(), i);
+        if collision {
+            self.collided.insert(key.into(), i);
+        } else {
+            self.by_hash.insert(hash, i);
+        }
         self.names.push(name);
         Ok(i)
     }
@@ -145,6 +165,24 @@ mod tests {
         assert_eq!(s.id(0, b"x"), Ok(1));
         assert_eq!(s.id(0, b"x"), Ok(1));
         assert_eq!(s.into_names(), vec!["x", "x"]);
+    }
+
+    #[test]
+    fn strings_keep_their_numbers_through_hash_collisions() {
+        let mut i = Interner::default();
+        assert_eq!(i.id(b"a"), Ok(0));
+        assert_eq!(i.id(b"b"), Ok(1));
+        assert_eq!(i.id(b"a"), Ok(0));
+        // Force the collision path: `c`'s hash slot holds another string's number.
+        let mut h = FxHasher::default();
+        h.write(b"c");
+        h.write_usize(1);
+        i.by_hash.insert(h.finish(), 1);
+        assert_eq!(i.id(b"c"), Ok(2));
+        assert_eq!(i.id(b"c"), Ok(2));
+        assert_eq!(i.id(b"b"), Ok(1));
+        assert_eq!(i.len(), 3);
+        assert_eq!(i.into_names(), vec!["a", "b", "c"]);
     }
 
     #[test]
