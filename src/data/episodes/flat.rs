@@ -11,6 +11,7 @@
 //! file this path accepts, the result is exactly the general reader's.
 
 use super::columns::{string_at, Bound, Ints};
+use super::pages::{page_levels, Part};
 use crate::data::Episode;
 use crate::util::limits::max_items;
 use arrow::datatypes::{DataType, Schema};
@@ -182,14 +183,6 @@ struct Times {
     null: Vec<bool>,
 }
 
-/// A run of whole records of one column chunk, decoded on its own: records `skip..skip + take`
-/// of row group `rg`.
-struct Part {
-    rg: usize,
-    skip: usize,
-    take: usize,
-}
-
 /// Leaf `c` cut into runs of whole pages of about `bytes` uncompressed bytes each, at the page
 /// starts the offset index gives (pages start on rows there); one run per row group without it.
 fn parts(pq: &ParquetMetaData, c: usize, bytes: i64) -> Vec<Part> {
@@ -293,34 +286,46 @@ fn decode_ids(
     let max = descr.max_def_level();
     let nested = descr.max_rep_level() == 2;
     let part = |p: &Part| {
-        let (mut rows, mut prefixes, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-        let n = levels(file, pq, c, p, |def, rep, values| {
-            // Folds rather than `all`, so that the compiler vectorizes them.
-            let absent = def.iter().fold(false, |a, &d| a | (d != max));
-            let top = values.iter().fold(0u64, |m, &v| m.max(v as u64));
-            if absent || values.len() != def.len() || top >= limit {
-                return None;
-            }
-            if !nested {
-                let base = labels.len();
-                rows.extend(
-                    (rep.iter().enumerate()).filter_map(|(j, &r)| (r == 0).then_some(base + j)),
-                );
-                labels.extend(values.iter().map(|&v| v as u32));
-                return Some(());
-            }
-            let mut start = 0;
-            for j in 1..=rep.len() {
-                if rep.get(j).is_none_or(|&r| r <= 1) {
-                    if rep[start] == 0 {
-                        rows.push(prefixes.len());
-                    }
-                    prefixes.push(values[start..j].iter().map(|&v| v as u32).collect());
-                    start = j;
+        let from_pages = || {
+            let (mut sink, mut ids) = (IdSink::default(), Vec::new());
+            let n = page_levels(file, pq, c, p, |rep, values| {
+                let values = values.chunks_exact(8);
+                let wide = values
+                    .clone()
+                    .map(|v| u64::from_le_bytes(v.try_into().expect("8")));
+                if wide.fold(false, |bad, x| bad | (x >= limit)) {
+                    return None;
                 }
-            }
-            Some(())
-        })?;
+                ids.clear();
+                // Below the limit, so below 2^32: the low four bytes are the id.
+                ids.extend(values.map(|v| u32::from_le_bytes(v[..4].try_into().expect("4"))));
+                sink.push(nested, rep, &ids);
+                Some(())
+            })?;
+            Some((sink, n))
+        };
+        let from_reader = || {
+            let (mut sink, mut ids) = (IdSink::default(), Vec::new());
+            let n = levels(file, pq, c, p, |def, rep, values| {
+                // Folds rather than `all`, so that the compiler vectorizes them.
+                let absent = def.iter().fold(false, |a, &d| a | (d != max));
+                let bad = values.iter().fold(false, |b, &v| b | (v as u64 >= limit));
+                if absent || bad || values.len() != def.len() {
+                    return None;
+                }
+                ids.clear();
+                ids.extend(values.iter().map(|&v| v as u32));
+                sink.push(nested, rep, &ids);
+                Some(())
+            })?;
+            Some((sink, n))
+        };
+        let (sink, n) = from_pages().or_else(from_reader)?;
+        let IdSink {
+            rows,
+            prefixes,
+            labels,
+        } = sink;
         Some(if nested {
             (
                 Ids::Prefixes(Flat {
@@ -353,6 +358,38 @@ fn decode_ids(
         });
         Ids::Labels(Flat::concat(parts.collect()))
     })
+}
+
+/// The ids of whole records as they are decoded: row starts, and prefixes (depth 2) or labels.
+#[derive(Default)]
+struct IdSink {
+    rows: Vec<usize>,
+    prefixes: Vec<Vec<u32>>,
+    labels: Vec<u32>,
+}
+
+impl IdSink {
+    /// Appends whole records given by their repetition levels `rep` and the id at each level.
+    fn push<R: Copy + Into<i16>>(&mut self, nested: bool, rep: &[R], ids: &[u32]) {
+        let r = |j: usize| rep[j].into();
+        if !nested {
+            let base = self.labels.len();
+            self.rows
+                .extend((0..rep.len()).filter(|&j| r(j) == 0).map(|j| base + j));
+            self.labels.extend_from_slice(ids);
+            return;
+        }
+        let mut start = 0;
+        for j in 1..=rep.len() {
+            if j == rep.len() || r(j) <= 1 {
+                if r(start) == 0 {
+                    self.rows.push(self.prefixes.len());
+                }
+                self.prefixes.push(ids[start..j].to_vec());
+                start = j;
+            }
+        }
+    }
 }
 
 /// A decoded id column.

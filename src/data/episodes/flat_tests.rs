@@ -62,7 +62,13 @@ fn reads_the_writers_files_whole_and_in_parts() {
         .columns()
         .iter()
         .position(|c| c.path().parts()[0] == "query_prefixes");
-    assert!(parts(meta.metadata(), qp.unwrap(), 1 << 20).len() > 3);
+    let parts = parts(meta.metadata(), qp.unwrap(), 1 << 20);
+    assert!(parts.len() > 3);
+    // The writer's pages are decoded without the column reader.
+    let bytes = Arc::new(Bytes::from(std::fs::read(&path).unwrap()));
+    for p in &parts {
+        assert!(page_levels(&bytes, meta.metadata(), qp.unwrap(), p, |_, _| Some(())).is_some());
+    }
     let split = read(&path, Bound(Some(500)), Some((3, 4)), 1 << 20).expect("fast path taken");
     assert_eq!(split, (eps, (3, 4)));
 }
@@ -89,4 +95,42 @@ fn gives_up_on_every_invalid_row() {
     let mut bad = eps;
     bad[49].query_labels[3] = 500;
     assert!(read_valid(&written(&dir, "id.parquet", &bad), Bound(Some(500)), None).is_none());
+}
+
+#[test]
+fn pages_it_cannot_decode_go_through_the_column_reader() {
+    // Version-2 data pages: `page_levels` refuses them, `levels` reads them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.parquet");
+    let eps = episodes(3000);
+    let batch = super::super::write::episode_batch(&path, &eps[..], 0..eps.len()).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
+        .build();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let bytes = Arc::new(Bytes::from(std::fs::read(&path).unwrap()));
+    let meta = ArrowReaderMetadata::load(
+        bytes.as_ref(),
+        ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
+    )
+    .unwrap();
+    let pq = meta.metadata().as_ref();
+    let c = meta
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts()[0] == "query_prefixes")
+        .unwrap();
+    let whole = Part {
+        rg: 0,
+        skip: 0,
+        take: eps.len(),
+    };
+    assert!(page_levels(&bytes, pq, c, &whole, |_, _| Some(())).is_none());
+    assert!(levels(&bytes, pq, c, &whole, |_, _, _| Some(())).is_some());
+    let read = read(&path, Bound(Some(500)), None, 1 << 20).expect("fast path taken");
+    assert_eq!(read, (eps, (3, 4)));
 }

@@ -10,6 +10,7 @@
 //! - `schema`: which of the three episode schemas a batch has.
 //! - `read`: episode rows decoded and validated into an `EpisodeSet`.
 //! - `flat`: the reader's fast path for valid files in the writer's own layout.
+//! - `pages`: its decoder of the writer's own data pages.
 //! - `pairs`: pair files, for upstream's episodes and for pretraining.
 //! - `sessions`: a pair file's sessions as item sets, for session-KNN.
 //! - `beside`: what a file's name and folder say: K and Q, the split, the vocabulary size.
@@ -17,6 +18,7 @@
 mod beside;
 mod columns;
 mod flat;
+mod pages;
 mod pairs;
 mod read;
 mod rows;
