@@ -1,8 +1,10 @@
 //! The episode reader's fast path, for files in the writer's own layout (the or the
-//! seed's schema with `list<int64>` and `list<list<int64>>` columns in the standard
-//! three-level list layout): the list columns are decoded straight from their Parquet repetition and
-//! definition levels into the episodes' vectors, without building Arrow arrays, each column in
-//! runs of whole pages decoded in parallel (rayon); `episode_id` and `user_id` go through the Arrow reader as before.
+//! seed's schema with `list<int64>` and `list<list<int64>>` columns in the standard three-level
+//! list layout): the list columns are decoded from their Parquet repetition and definition
+//! levels straight into the episodes' vectors, without building Arrow arrays; each column in
+//! runs of whole pages decoded in parallel (rayon); the writer's own data pages by `pages`, any
+//! other page through the parquet crate's column reader. `episode_id` and `user_id` go through
+//! the Arrow reader as in the general reader.
 //!
 //! It accepts only files whose every row is valid: any other layout, any null or empty list or
 //! element, an id outside the bound, differing K or Q, or any error or panic of the parquet
@@ -115,8 +117,8 @@ fn read(
 /// The leaf column of top-level field `name`: an arrow `list<int64>` (depth 1) or
 /// `list<list<int64>>` (depth 2) stored as one INT64 leaf in the standard three-level lists
 /// (any node optional or required: a value is present exactly where its definition level is
-/// the leaf's maximum). `Some(None)` when the field is absent and not required; `None` (give up) when it has
-/// another type or layout.
+/// the leaf's maximum). `Some(None)` when the field is absent and not required; `None` (give
+/// up) when it has another type or layout.
 fn leaf(
     schema: &Schema,
     pq: &ParquetMetaData,
