@@ -28,7 +28,7 @@ pub struct Event {
 }
 
 /// A whole log, events in input order.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventLog {
     /// The file it was read from.
     pub source: PathBuf,
@@ -75,6 +75,31 @@ impl LogBuilder {
     pub fn push(&mut self, e: Event) {
         self.events.push(e);
     }
+    /// Appends `next`, the builder of the input that follows this one's: its ids are numbered
+    /// on after this builder's, in their order of first appearance, and its events follow, so
+    /// the result is what one builder over both inputs would hold.
+    pub fn append(&mut self, next: LogBuilder) {
+        let users: Vec<u32> = (next.users.into_names().into_iter())
+            .map(|n| self.users.id_owned(n))
+            .collect();
+        let items: Vec<u32> = (next.items.into_names().into_iter())
+            .map(|n| self.items.id_owned(n))
+            .collect();
+        let sessions: Vec<u32> = (next.sessions.into_keys())
+            .map(|(u, n)| self.sessions.id_owned(users[u as usize], n))
+            .collect();
+        self.events.extend(next.events.iter().map(|e| Event {
+            user: users[e.user as usize],
+            session: match e.session {
+                NO_SESSION => NO_SESSION,
+                s => sessions[s as usize],
+            },
+            item: items[e.item as usize],
+            ts: e.ts,
+        }));
+        self.events_read += next.events_read;
+    }
+
     /// The finished log; an error if no event was kept.
     pub fn finish(self, source: &Path) -> Result<EventLog> {
         if self.events.is_empty() {

@@ -34,10 +34,13 @@ fn utf8(key: &[u8]) -> Result<&str, NotUtf8> {
     })
 }
 
-/// Numbers distinct strings 0, 1, 2, ... in order of first appearance.
+/// Numbers distinct strings 0, 1, 2, ... in order of first appearance. Looks up by a 64-bit
+/// hash of the key without allocating (one allocation per distinct string, its name); names are
+/// compared on a hash match, and the rare colliding keys go to a second, exact map.
 #[derive(Default, Debug)]
 pub struct Interner {
-    map: FxHashMap<Box<[u8]>, u32>,
+    by_hash: FxHashMap<u64, u32>,
+    collided: FxHashMap<Box<[u8]>, u32>,
     names: Vec<String>,
 }
 
@@ -46,14 +49,43 @@ impl Interner {
     /// UTF-8.
     #[inline]
     pub fn id(&mut self, key: &[u8]) -> Result<u32, NotUtf8> {
-        if let Some(&i) = self.map.get(key) {
-            return Ok(i);
+        match self.find(key) {
+            Ok(i) => Ok(i),
+            Err((hash, collision)) => Ok(self.insert(hash, collision, utf8(key)?.to_owned())),
         }
-        let name = utf8(key)?.to_owned();
+    }
+
+    /// [`id`](Self::id) of a name already known to be text, taken without a copy if it is new.
+    pub fn id_owned(&mut self, name: String) -> u32 {
+        match self.find(name.as_bytes()) {
+            Ok(i) => i,
+            Err((hash, collision)) => self.insert(hash, collision, name),
+        }
+    }
+
+    /// The number of `key`, or its hash and whether that hash is taken by another key.
+    #[inline]
+    fn find(&self, key: &[u8]) -> Result<u32, (u64, bool)> {
+        let mut h = FxHasher::default();
+        h.write(key);
+        h.write_usize(key.len());
+        let hash = h.finish();
+        match self.by_hash.get(&hash) {
+            None => Err((hash, false)),
+            Some(&id) if self.names[id as usize].as_bytes() == key => Ok(id),
+            Some(_) => self.collided.get(key).copied().ok_or((hash, true)),
+        }
+    }
+
+    fn insert(&mut self, hash: u64, collision: bool, name: String) -> u32 {
         let i = self.names.len() as u32;
-        self.map.insert(key.into(), i);
+        if collision {
+            self.collided.insert(name.as_bytes().into(), i);
+        } else {
+            self.by_hash.insert(hash, i);
+        }
         self.names.push(name);
-        Ok(i)
+        i
     }
 
     /// The strings, indexed by their numbers.
@@ -88,38 +120,62 @@ impl SessionInterner {
     /// it is new and not UTF-8.
     #[inline]
     pub fn id(&mut self, user: u32, name: &[u8]) -> Result<u32, NotUtf8> {
+        match self.find(user, name) {
+            Ok(i) => Ok(i),
+            Err((hash, collision)) => {
+                Ok(self.insert(hash, collision, user, utf8(name)?.to_owned()))
+            }
+        }
+    }
+
+    /// [`id`](Self::id) of a name already known to be text, taken without a copy if it is new.
+    pub fn id_owned(&mut self, user: u32, name: String) -> u32 {
+        match self.find(user, name.as_bytes()) {
+            Ok(i) => i,
+            Err((hash, collision)) => self.insert(hash, collision, user, name),
+        }
+    }
+
+    /// The number of the session, or its hash and whether that hash is taken by another key.
+    #[inline]
+    fn find(&self, user: u32, name: &[u8]) -> Result<u32, (u64, bool)> {
         let mut h = FxHasher::default();
         h.write_u32(user);
         h.write(name);
         h.write_usize(name.len());
         let hash = h.finish();
-        let collision = match self.by_hash.get(&hash) {
-            None => false,
-            Some(&id) => {
-                if self.users[id as usize] == user && self.names[id as usize].as_bytes() == name {
-                    return Ok(id);
-                }
-                if let Some(&id) = self.collided.get(&(user, Box::from(name))) {
-                    return Ok(id);
-                }
-                true
+        match self.by_hash.get(&hash) {
+            None => Err((hash, false)),
+            Some(&id)
+                if self.users[id as usize] == user
+                    && self.names[id as usize].as_bytes() == name =>
+            {
+                Ok(id)
             }
-        };
-        let text = utf8(name)?.to_owned();
+            Some(_) => (self.collided.get(&(user, Box::from(name))).copied()).ok_or((hash, true)),
+        }
+    }
+
+    fn insert(&mut self, hash: u64, collision: bool, user: u32, name: String) -> u32 {
         let next = self.names.len() as u32;
         if collision {
-            self.collided.insert((user, Box::from(name)), next);
+            self.collided.insert((user, name.as_bytes().into()), next);
         } else {
             self.by_hash.insert(hash, next);
         }
         self.users.push(user);
-        self.names.push(text);
-        Ok(next)
+        self.names.push(name);
+        next
     }
 
     /// The session names, indexed by their numbers.
     pub fn into_names(self) -> Vec<String> {
         self.names
+    }
+
+    /// (user number, session name) of every session, in session-number order.
+    pub fn into_keys(self) -> impl Iterator<Item = (u32, String)> {
+        self.users.into_iter().zip(self.names)
     }
 }
 
@@ -145,6 +201,24 @@ mod tests {
         assert_eq!(s.id(0, b"x"), Ok(1));
         assert_eq!(s.id(0, b"x"), Ok(1));
         assert_eq!(s.into_names(), vec!["x", "x"]);
+    }
+
+    #[test]
+    fn strings_keep_their_numbers_through_hash_collisions() {
+        let mut i = Interner::default();
+        assert_eq!(i.id(b"a"), Ok(0));
+        assert_eq!(i.id(b"b"), Ok(1));
+        assert_eq!(i.id(b"a"), Ok(0));
+        // Force the collision path: `c`'s hash slot holds another string's number.
+        let mut h = FxHasher::default();
+        h.write(b"c");
+        h.write_usize(1);
+        i.by_hash.insert(h.finish(), 1);
+        assert_eq!(i.id(b"c"), Ok(2));
+        assert_eq!(i.id(b"c"), Ok(2));
+        assert_eq!(i.id(b"b"), Ok(1));
+        assert_eq!(i.len(), 3);
+        assert_eq!(i.into_names(), vec!["a", "b", "c"]);
     }
 
     #[test]

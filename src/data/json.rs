@@ -37,6 +37,20 @@ impl<R: Read> Scanner<R> {
         }
     }
 
+    /// A scanner over `reader` positioned at byte `base` of the input, on line `line`.
+    pub fn resume(reader: R, path: &Path, base: u64, line: usize) -> Self {
+        Scanner {
+            base,
+            line,
+            ..Scanner::new(reader, path)
+        }
+    }
+
+    /// The current line (1-based).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
     /// Bytes consumed so far.
     pub fn offset(&self) -> u64 {
         self.base + self.pos as u64

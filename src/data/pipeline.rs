@@ -359,9 +359,15 @@ pub fn cut_sessions(
 
 /// Runs the whole pipeline on `log`.
 pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
+    run_owned(log.clone(), cfg)
+}
+
+/// [`run`], consuming the log: its user and session names move into the result instead of
+/// being copied (millions of strings on a large log).
+pub fn run_owned(mut log: EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     cfg.validate()?;
-    let (vocab, remap) = vocabulary(log);
-    let (start, mut grouped, group_user) = group_events(log, &remap);
+    let (vocab, remap) = vocabulary(&log);
+    let (start, mut grouped, group_user) = group_events(&log, &remap);
     let n_users = log.users.len();
     let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
 
@@ -383,20 +389,22 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
             continue;
         }
         let user = group_user[g];
-        let base = if has_sessions {
-            &log.sessions[g]
-        } else {
-            &log.users[user as usize]
-        };
         user_events[user as usize] += events.len();
         let out = &mut user_pairs[user as usize];
         let first = sessions.len() as u32;
         let (n, cand, dropped) = cut_sessions(events, user, first, cfg, &mut seq, out, |seq| {
             touch.record(user, seq)
         });
+        let base = if has_sessions {
+            &mut log.sessions[g]
+        } else {
+            &mut log.users[user as usize]
+        };
         for k in 0..n {
             sessions.push(match cfg.session_gap {
                 Some(_) => format!("{base}#{k}"),
+                // Each input session is one group: its name is not needed again.
+                None if has_sessions && k + 1 == n => std::mem::take(base),
                 None => base.clone(),
             });
         }
@@ -487,7 +495,7 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
     }
     Ok(Prepared {
         vocab,
-        users: log.users.clone(),
+        users: log.users,
         sessions,
         pairs,
         k: cfg.k,

@@ -381,8 +381,7 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
         .len();
     let log = read_log(&args.input, args.format, args.quiet)?;
     let read_seconds = t0.elapsed().as_secs_f64();
-    let prepared = pipeline::run(&log, &cfg)?;
-    drop(log);
+    let prepared = pipeline::run_owned(log, &cfg)?;
     let pipeline_seconds = t0.elapsed().as_secs_f64() - read_seconds;
 
     let name = args
@@ -435,5 +434,8 @@ pub fn run(args: &PrepareOptions) -> Result<PrepareReport> {
     }
     std::fs::rename(&tmp_path, &args.out).map_err(|e| Error::io(&args.out, e))?;
     tmp.0 = None;
+    // Millions of small allocations (names, prefixes): freed on another thread, so that the
+    // caller does not wait for it (a command that exits next does not wait at all).
+    std::thread::spawn(move || drop(prepared));
     Ok(report)
 }

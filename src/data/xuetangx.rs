@@ -15,6 +15,7 @@ use super::time::parse_timestamp;
 use crate::error::{Error, Result};
 use crate::util::Progress;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Event types kept, by prefix (as upstream).
@@ -80,8 +81,22 @@ impl Place {
     }
 }
 
+/// Files from this size on are read in two halves on two threads (see [`read_with`]).
+const SPLIT_MIN: u64 = 64 << 20;
+
 /// Reads a XuetangX activity file into an [`EventLog`], streaming.
 pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
+    read_with(path, quiet, SPLIT_MIN)
+}
+
+/// [`read_xuetangx`]; a file of at least `split_min` bytes is read in two halves at once when a
+/// course boundary can be found near its middle: this thread reads up to it, another reads the
+/// rest into its own builder, which is then appended (ids numbered on in order of first
+/// appearance, as one pass would). If the first half does not end exactly there (the bytes that
+/// looked like a boundary were inside a string), this thread simply reads on to the end; if the
+/// second half fails on its own, it is read again after the first, so that every error is the
+/// one a single pass gives, with the same line, byte and place.
+fn read_with(path: &Path, quiet: bool, split_min: u64) -> Result<EventLog> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut sc = Scanner::new(file, path);
@@ -89,7 +104,26 @@ pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
     let mut progress = Progress::new("reading", total, true, quiet);
     let mut b = LogBuilder::default();
     let mut place = Place::default();
-    let res = parse(&mut sc, &mut b, &mut place, &mut progress);
+    let split = (total >= split_min)
+        .then(|| find_split(path, total))
+        .flatten();
+    let res = std::thread::scope(|s| -> Result<()> {
+        let second = split.map(|at| s.spawn(move || second_half(path, at)));
+        let stopped = parse(&mut sc, &mut b, &mut place, &mut progress, split)?;
+        let (Some(at), Some(second)) = (split.filter(|_| stopped), second) else {
+            return Ok(());
+        };
+        if let Ok(Ok(next)) = second.join() {
+            b.append(next);
+            progress.set(total);
+            return Ok(());
+        }
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(at))
+            .map_err(|e| Error::io(path, e))?;
+        let mut rest = Scanner::resume(file, path, at, sc.line());
+        courses(&mut rest, &mut b, &mut place, &mut progress, false, None).map(|_| ())
+    });
     progress.finish();
     res.map_err(|e| match e {
         Error::Data {
@@ -111,19 +145,80 @@ pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
     b.finish(path)
 }
 
+/// A byte offset near the middle of the file just after `}]` that is followed by `, ["` (spaces
+/// allowed): the end of a course, unless those bytes lie inside a string.
+fn find_split(path: &Path, total: u64) -> Option<u64> {
+    let mut file = File::open(path).ok()?;
+    let start = total / 2;
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut window = Vec::new();
+    file.take(1 << 20).read_to_end(&mut window).ok()?;
+    // Past whitespace from `j`, the byte `c` must follow; gives the index after it.
+    let then = |mut j: usize, c: u8| {
+        while window.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        (window.get(j) == Some(&c)).then_some(j + 1)
+    };
+    (0..window.len().saturating_sub(1)).find_map(|i| {
+        if &window[i..i + 2] != b"}]" {
+            return None;
+        }
+        let next = then(i + 2, b',')
+            .and_then(|j| then(j, b'['))
+            .and_then(|j| then(j, b'"'));
+        next.map(|_| start + i as u64 + 2)
+    })
+}
+
+/// The courses from byte `at` (just after a course) to the end, into a builder of their own.
+fn second_half(path: &Path, at: u64) -> Result<LogBuilder> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(at))
+        .map_err(|e| Error::io(path, e))?;
+    let mut sc = Scanner::resume(file, path, at, 1);
+    let mut b = LogBuilder::default();
+    let mut progress = Progress::new("reading", 0, true, true);
+    courses(
+        &mut sc,
+        &mut b,
+        &mut Place::default(),
+        &mut progress,
+        false,
+        None,
+    )?;
+    Ok(b)
+}
+
+/// The whole document, or (with `stop`) its courses up to the one that ends exactly at byte
+/// `stop`: then returns `true`.
 fn parse(
     sc: &mut Scanner<File>,
     b: &mut LogBuilder,
     place: &mut Place,
     progress: &mut Progress,
-) -> Result<()> {
+    stop: Option<u64>,
+) -> Result<bool> {
     if sc.peek()?.is_none() {
         return Err(sc.error(None, "the input is empty"));
     }
+    sc.expect(b'[', "the top-level array")?;
+    courses(sc, b, place, progress, true, stop)
+}
+
+/// The courses of the top-level array from the current position (before the first course, or
+/// just after one) to the end of the document; or up to the course that ends exactly at byte
+/// `stop`, returning `true`.
+fn courses(
+    sc: &mut Scanner<File>,
+    b: &mut LogBuilder,
+    place: &mut Place,
+    progress: &mut Progress,
+    mut first_course: bool,
+    stop: Option<u64>,
+) -> Result<bool> {
     let mut etype = Vec::new();
     let mut scratch = Vec::new();
-    sc.expect(b'[', "the top-level array")?;
-    let mut first_course = true;
     while sc.more(b']', &mut first_course)? {
         place.course_no += 1;
         place.in_course = true;
@@ -173,8 +268,12 @@ fn parse(
         sc.expect(b']', "the end of the [course_id, {users}] pair")?;
         place.in_course = false;
         progress.set(sc.offset());
+        if stop == Some(sc.offset()) {
+            return Ok(true);
+        }
     }
-    sc.end()
+    sc.end()?;
+    Ok(false)
 }
 
 /// Reads one `[event_type, timestamp]`; the timestamp (Unix seconds) if the event is kept.
@@ -222,3 +321,7 @@ fn event(
     }
     Ok(ts)
 }
+
+#[cfg(test)]
+#[path = "xuetangx_tests.rs"]
+mod tests;

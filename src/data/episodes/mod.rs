@@ -9,12 +9,16 @@
 //! - `columns`: typed access to the columns of a record batch, with errors that name the row.
 //! - `schema`: which of the three episode schemas a batch has.
 //! - `read`: episode rows decoded and validated into an `EpisodeSet`.
+//! - `flat`: the reader's fast path for valid files in the writer's own layout.
+//! - `pages`: its decoder of the writer's own data pages.
 //! - `pairs`: pair files, for upstream's episodes and for pretraining.
 //! - `sessions`: a pair file's sessions as item sets, for session-KNN.
 //! - `beside`: what a file's name and folder say: K and Q, the split, the vocabulary size.
 
 mod beside;
 mod columns;
+mod flat;
+mod pages;
 mod pairs;
 mod read;
 mod rows;

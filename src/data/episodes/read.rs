@@ -3,6 +3,7 @@
 
 use super::beside::{kq_from_name, vocab_size};
 use super::columns::{batches, string_at, Bound, IntList, Loc};
+use super::flat;
 use super::pairs::PairRow;
 use super::schema::{body, header, Body, Header};
 use crate::data::{Episode, EpisodeSet};
@@ -21,40 +22,58 @@ use std::path::Path;
 /// `course2id.json`) next to the file's folder; else the largest id seen + 1. Every row is
 /// checked: K and Q the same in all rows (and equal to `_K{K}_Q{Q}` in the file name if there),
 /// as many labels (and timestamps) as prefixes, no empty prefix, every id in `[0, V)`.
-/// Errors name the file, the 0-based row and the column.
+/// Errors name the file, the 0-based row and the column. Valid files in the writer's own layout
+/// are decoded by the fast path of [`flat`](super::flat), which gives the same episodes; any other
+/// file, or any invalid row, goes through the general reader below.
 pub fn read_episodes(path: &Path, n_items: Option<usize>) -> Result<EpisodeSet> {
     let n_items = match n_items {
         Some(v) => Some(v),
         None => vocab_size(path)?.map(|n| n + 1),
     };
+    let from_name = kq_from_name(path);
+    if let Some((episodes, (k, q))) = flat::read_valid(path, Bound(n_items), from_name) {
+        return Ok(finish(path, episodes, k, q, n_items));
+    }
     let mut reader = EpisodeReader {
         path,
         bound: Bound(n_items),
         pairs: None,
         kq: None,
-        from_name: kq_from_name(path),
+        from_name,
         episodes: Vec::new(),
     };
     for b in batches(path)? {
         reader.batch(&b?)?;
     }
-    let max_id = reader
-        .episodes
-        .iter()
-        .flat_map(|e| {
-            let prefixes = e.support_prefixes.iter().chain(&e.query_prefixes).flatten();
-            prefixes.chain(&e.support_labels).chain(&e.query_labels)
-        })
-        .max()
-        .map_or(0, |&m| m as usize + 1);
     let (k, q) = reader.kq.or(reader.from_name).unwrap_or((0, 0));
-    Ok(EpisodeSet {
+    Ok(finish(path, reader.episodes, k, q, n_items))
+}
+
+/// The set read from `path`; V is `n_items` if known, else the largest id seen + 1.
+fn finish(
+    path: &Path,
+    episodes: Vec<Episode>,
+    k: usize,
+    q: usize,
+    n_items: Option<usize>,
+) -> EpisodeSet {
+    let n_items = n_items.unwrap_or_else(|| {
+        episodes
+            .iter()
+            .flat_map(|e| {
+                let prefixes = e.support_prefixes.iter().chain(&e.query_prefixes).flatten();
+                prefixes.chain(&e.support_labels).chain(&e.query_labels)
+            })
+            .max()
+            .map_or(0, |&m| m as usize + 1)
+    });
+    EpisodeSet {
         path: path.to_path_buf(),
-        episodes: reader.episodes,
+        episodes,
         k,
         q,
-        n_items: n_items.unwrap_or(max_id),
-    })
+        n_items,
+    }
 }
 
 /// The state of a read: the rows so far and what they fix for the rows to come.

@@ -153,7 +153,7 @@ impl SideColumns {
 }
 
 /// Rows `range` of `rows` as one record batch of the schema.
-fn episode_batch<E: EpisodeRows + ?Sized>(
+pub(super) fn episode_batch<E: EpisodeRows + ?Sized>(
     path: &Path,
     rows: &E,
     range: std::ops::Range<usize>,

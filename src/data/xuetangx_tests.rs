@@ -1,0 +1,85 @@
+//! The two-thread read against one pass over the same bytes: the same log when the split is a
+//! course boundary and when it only looks like one (inside a string), and the same error, with
+//! the same line, byte and place, whichever half it is in.
+
+use super::*;
+
+/// `courses` courses; users and sessions recur across courses, some events are not kept.
+fn document(courses: usize, user_of: impl Fn(usize, usize) -> String) -> String {
+    let mut doc = String::from("[");
+    for c in 0..courses {
+        let mut users = Vec::new();
+        for k in 0..3 {
+            let u = user_of(c, k);
+            let events: Vec<String> = (0..4)
+                .map(|e| {
+                    let kind = if e == 2 { "click_info" } else { "video_play" };
+                    let ts = 1_500_000_000 + (c * 100 + k * 10 + e) as i64 * 60;
+                    format!("[\"{kind}\", {ts}]")
+                })
+                .collect();
+            let session = format!("s{}", (c + k) % 4);
+            users.push(format!(
+                "\"{u}\": {{\"{session}\": [{}]}}",
+                events.join(", ")
+            ));
+        }
+        let sep = if c == 0 { "" } else { ",\n " };
+        doc += &format!("{sep}[\"course-{}\", {{{}}}]", c % 5, users.join(", "));
+    }
+    doc + "]\n"
+}
+
+fn both(doc: &str) -> (Option<u64>, Result<EventLog>, Result<EventLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.json");
+    std::fs::write(&path, doc).unwrap();
+    let split = find_split(&path, doc.len() as u64);
+    (
+        split,
+        read_with(&path, true, 0),
+        read_with(&path, true, u64::MAX),
+    )
+}
+
+fn user(c: usize, k: usize) -> String {
+    format!("u{}", (c * 2 + k) % 7)
+}
+
+#[test]
+fn two_halves_read_as_one_pass() {
+    let doc = document(12, user);
+    let (split, two, one) = both(&doc);
+    let at = split.expect("a course boundary after the middle") as usize;
+    assert!(doc[..at].ends_with("}]") && doc[at..].starts_with(",\n [\"course-"));
+    let (two, one) = (two.unwrap(), one.unwrap());
+    assert!(one.events.len() > 50 && one.sessions.len() > 4);
+    assert_eq!(two, one);
+}
+
+#[test]
+fn a_boundary_inside_a_string_is_read_in_one_pass() {
+    // In the course after the middle, a user id that ends like a course boundary.
+    let doc = document(8, |c, k| match (c, k) {
+        (4, 1) => "u}], [".into(),
+        _ => user(c, k),
+    });
+    let (split, two, one) = both(&doc);
+    let at = split.expect("bytes that look like a boundary") as usize;
+    assert!(doc[at..].starts_with(", [\": {"), "{}", &doc[at..at + 10]);
+    assert_eq!(two.unwrap(), one.unwrap());
+}
+
+#[test]
+fn errors_are_those_of_one_pass_in_either_half() {
+    let doc = document(12, user);
+    let last = doc.rfind("video_play").unwrap();
+    let first = doc.find("video_play").unwrap();
+    for (at, what) in [(last, "video_pl\", ]"), (first, "video_play\" 1")] {
+        let bad = format!("{}{what}{}", &doc[..at], &doc[at + 12..]);
+        let (_, two, one) = both(&bad);
+        let (two, one) = (two.unwrap_err().to_string(), one.unwrap_err().to_string());
+        assert!(one.contains("line ") && one.contains("course #"), "{one}");
+        assert_eq!(two, one);
+    }
+}
