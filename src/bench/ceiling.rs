@@ -35,9 +35,7 @@ pub struct Ceiling {
 /// interrupts now and then.
 fn rate(m: usize, k: usize, n: usize, seconds: f64) -> f64 {
     let seq = |len: usize, s: f32| -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i as f32) * s).sin() * 0.01)
-            .collect()
+        (0..len).map(|i| ((i as f32) * s).sin() * 0.01).collect()
     };
     let flops_per = 2.0 * (m * k * n) as f64;
     // Products per chunk: about a millisecond of work at 50 GFLOP/s.
