@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::text;
+
 use recmaml::backend::{AdamState, Backend, Task};
 use recmaml::config::Config;
 use recmaml::cpu::Cpu;
@@ -16,14 +18,6 @@ fn recmaml(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::snapshot;
+use common::{snapshot, text};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,14 +16,6 @@ fn fixture(file: &str) -> String {
         .join(file)
         .display()
         .to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `recmaml train` into `out` with the base settings (the equal-wide episodes for training and

@@ -3,6 +3,10 @@
 //! `Cpu` backend given time weights computed here from those timestamps; and a support timestamp
 //! count other than K, or a row without timestamps, as an error naming the file and the row.
 
+mod common;
+
+use common::text;
+
 use recmaml::backend::{Backend, InnerLoop, OuterConfig, Task};
 use recmaml::checkpoint;
 use recmaml::cpu::Cpu;
@@ -35,14 +39,6 @@ fn recmaml(args: &[String]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(args: &[String]) -> Output {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::text;
+
 use arrow::array::{ArrayRef, ListBuilder, UInt64Builder};
 use recmaml::checkpoint::load_state_dict;
 use recmaml::config::Config;
@@ -36,14 +38,6 @@ fn train(out: &Path, sets: &[String], env: &[(&str, &str)]) -> Output {
     let o = recmaml(&args, env);
     std::fs::remove_file(&cfg).unwrap();
     o
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Asserts a failed run with a message (exit 1 or 2, not a signal), no panic, and no `out`.

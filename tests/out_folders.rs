@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::snapshot;
+use common::{snapshot, text};
 
 use recmaml::data::write_episodes;
 use std::path::Path;
@@ -23,14 +23,6 @@ fn episodes() -> String {
         .join("tests/fixtures/torch/exp-tiny/episodes.parquet")
         .display()
         .to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn fails(o: Output) -> String {
