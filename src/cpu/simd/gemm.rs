@@ -194,10 +194,11 @@ macro_rules! row_block_arm {
 /// Runs `$body` for blocks of rows `$i..$i + R` covering `0..$m`, with `R` and the tile width
 /// `NV` (in registers) as constants chosen for the ISA `$w`, and 8 to 20 accumulator registers per
 /// tile: blocks as even as possible of at most 8 rows (AVX-512) or 4 (baseline); with AVX2, blocks
-/// of 6 rows then the rest as 3, 2 or 1 rows (a rest of 4 as 2 + 2, of 5 as 3 + 2), because tiles
-/// of 4 and 5 rows run slower per row than those of 2, 3 and 6 (measured on Zen 2, e.g. with
-/// k 64 and n 192: 0.41 µs per row at 4 rows, 0.33 at 2, 0.30 at 3, 0.25 at 6). The blocking does
-/// not change a bit of the result: every element is the same sum in the same order.
+/// of 6 rows with the rest as 5, 3, 2 or 1 rows (a rest of 4 as 2 + 2, of 7, 8 and 10 as 5 and
+/// the rest), because on Zen 2 the 4-row tile runs slower per row than the others (GFLOP/s with
+/// k 64 and n 192, one core: 1 row 52, 2 rows 90, 3 rows 96, 4 rows 66, 5 rows 99, 6 rows 101).
+/// The blocking does not change a bit of the result: every element is the same sum in the same
+/// order.
 macro_rules! row_blocks {
     ($w:ident, $m:expr, |$i:ident, $r:ident, $nv:ident| $body:block) => {{
         let m = $m;
@@ -214,7 +215,7 @@ macro_rules! row_blocks {
             let rows = if $w >= AVX2 && $w < AVX512 {
                 match rest {
                     4 => 2,
-                    5 => 3,
+                    7 | 8 | 10 => 5,
                     r => r.min(max_rows),
                 }
             } else {
@@ -234,8 +235,8 @@ macro_rules! row_blocks {
             } else if $w >= AVX2 {
                 match rows {
                     1 => row_block_arm!($r, $nv, 1, 8, $body),
-                    2 => row_block_arm!($r, $nv, 2, 4, $body),
-                    3 => row_block_arm!($r, $nv, 3, 3, $body),
+                    2 => row_block_arm!($r, $nv, 2, 6, $body),
+                    3 => row_block_arm!($r, $nv, 3, 4, $body),
                     4 => row_block_arm!($r, $nv, 4, 2, $body),
                     5 => row_block_arm!($r, $nv, 5, 2, $body),
                     _ => row_block_arm!($r, $nv, 6, 2, $body),

@@ -7,7 +7,7 @@ use super::isa::{reduce_lanes, LANES};
 /// Explicit SIMD versions of `gemm::tile_rows` for `f32`, one module per
 /// instruction set.
 macro_rules! simd_tiles {
-    ($(#[$m:meta])* $module:ident, $feat:literal, $v:ty, $lanes:literal, $zero:ident, $set1:ident,
+    ($(#[$m:meta])* $module:ident, $feat:literal, $v:ty, $lanes:literal, $regs:literal, $zero:ident, $set1:ident,
      $load:ident, $store:ident, $fmadd:ident, $add:ident) => {
         $(#[$m])*
         pub(super) mod $module {
@@ -16,8 +16,15 @@ macro_rules! simd_tiles {
             /// f32 lanes per register.
             const L: usize = $lanes;
 
+            /// Vector registers of the instruction set.
+            const REGS: usize = $regs;
+
             /// `gemm::col_tile` with `NV` registers of columns: `y` points at
-            /// `Y[i0][j]`, `mm` at `M[0][j]`; both have row stride `n`.
+            /// `Y[i0][j]`, `mm` at `M[0][j]`; both have row stride `n`. Where the `R · NV`
+            /// accumulators and `R` broadcast coefficients fit in the registers, each step of k
+            /// broadcasts the coefficients first and streams the `NV` loads through one register;
+            /// otherwise it loads the `NV` vectors first and broadcasts one coefficient at a
+            /// time. Either order does the same multiply-adds on each accumulator.
             ///
             /// # Safety
             /// The CPU has the features; rows `0..R` of `y` and `0..kd` of `mm` have `NV · L`
@@ -37,14 +44,27 @@ macro_rules! simd_tiles {
                 let mut p = mm;
                 for k in 0..kd {
                     let c = coef(k);
-                    let mut m = [$zero(); NV];
-                    for v in 0..NV {
-                        m[v] = $load(p.add(v * L));
-                    }
-                    for r in 0..R {
-                        let cb = $set1(c[r]);
+                    if R * NV + R < REGS {
+                        let mut cb = [$zero(); R];
+                        for r in 0..R {
+                            cb[r] = $set1(c[r]);
+                        }
                         for v in 0..NV {
-                            acc[r][v] = $fmadd(cb, m[v], acc[r][v]);
+                            let m = $load(p.add(v * L));
+                            for r in 0..R {
+                                acc[r][v] = $fmadd(cb[r], m, acc[r][v]);
+                            }
+                        }
+                    } else {
+                        let mut m = [$zero(); NV];
+                        for v in 0..NV {
+                            m[v] = $load(p.add(v * L));
+                        }
+                        for r in 0..R {
+                            let cb = $set1(c[r]);
+                            for v in 0..NV {
+                                acc[r][v] = $fmadd(cb, m[v], acc[r][v]);
+                            }
                         }
                     }
                     p = p.wrapping_add(n);
@@ -68,8 +88,9 @@ macro_rules! simd_tiles {
                 }
             }
 
-            /// `gemm::tile_rows` for `f32`: tiles of `NV`, 4, 2 and 1 registers,
-            /// then an overlapping one-register tile (or single columns when `n < L`).
+            /// `gemm::tile_rows` for `f32`: tiles of `NV` (or 4 where that divides a short
+            /// row and `NV` does not), 4, 2 and 1 registers, then an overlapping one-register
+            /// tile (or single columns when `n < L`).
             ///
             /// # Safety
             /// The CPU has the features.
@@ -86,7 +107,9 @@ macro_rules! simd_tiles {
                 assert!(y.len() >= (i0 + R) * n && mm.len() >= kd * n);
                 let (yp, mp) = (y.as_mut_ptr().add(i0 * n), mm.as_ptr());
                 let mut j = 0;
-                while j + NV * L <= n {
+                // n 64 in tiles of 4 registers rather than 6 + 2.
+                let wide = n % (NV * L) == 0 || n % (4 * L) != 0 || n > 64 * L;
+                while wide && j + NV * L <= n {
                     tile::<R, NV>(yp.add(j), mp.add(j), n, kd, &coef, 0);
                     j += NV * L;
                 }
@@ -208,13 +231,13 @@ macro_rules! simd_tiles {
 // The AVX-512 intrinsics are stable since Rust 1.89, the crate's declared rust-version.
 simd_tiles!(
     /// AVX-512F tiles (16 lanes).
-    avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
+    avx512, "avx512f,avx2,fma", __m512, 16, 32, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
     _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_add_ps
 );
 
 simd_tiles!(
     /// AVX2+FMA tiles (8 lanes).
-    avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+    avx2, "avx2,fma", __m256, 8, 16, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
     _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_add_ps
 );
 
