@@ -3,6 +3,7 @@
 
 use super::float::Float;
 use crate::backend::OuterConfig;
+use rayon::prelude::*;
 
 /// `torch.optim.Adam`'s hyper-parameters in the engine's float type.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,18 +50,24 @@ pub fn adam_step<F: Float>(
     let bias_c2_sqrt = bias_c2.sqrt();
     let w1 = F::ONE - cfg.beta1;
     let w2 = F::ONE - cfg.beta2;
-    for (((p, &g), m), v) in params
-        .iter_mut()
-        .zip(grads)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        *m += w1 * (g - *m);
-        *v = *v * cfg.beta2 + w2 * g * g;
-        let denom = v.sqrt() / bias_c2_sqrt + cfg.eps;
-        *p -= step_size * (*m / denom);
-    }
+    // Element-wise, so chunks can run in parallel without changing a bit.
+    params
+        .par_chunks_mut(CHUNK)
+        .zip(grads.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                *m += w1 * (g - *m);
+                *v = *v * cfg.beta2 + w2 * g * g;
+                let denom = v.sqrt() / bias_c2_sqrt + cfg.eps;
+                *p -= step_size * (*m / denom);
+            }
+        });
 }
+
+/// Parameters per parallel chunk of the Adam step.
+const CHUNK: usize = 16384;
 
 #[cfg(test)]
 mod tests {

@@ -2,26 +2,38 @@
 //! the scaling. The CPU twin of `kernels/clip.cu` (the norm; `adam.cu` applies the scale).
 
 use super::float::Float;
+use rayon::prelude::*;
+
+/// Elements per chunk of the norm's sum of squares and of the scaling.
+const CHUNK: usize = 16384;
 
 /// PyTorch's `clip_grad_norm_` on one flat gradient: computes the total L2 norm and, when
 /// `max_norm / (norm + 1e-6) < 1`, scales the gradient by that factor. `max_norm <= 0` or
-/// infinite disables the clip. Returns the norm before clipping (accumulated in f64).
+/// infinite disables the clip. Returns the norm before clipping, accumulated in f64: each chunk
+/// of `CHUNK` elements summed in order (chunks in parallel), then the chunks' sums in order, so
+/// the thread count does not change a bit.
 pub fn clip_grad_norm<F: Float>(grad: &mut [F], max_norm: f64) -> f64 {
-    let norm = grad
-        .iter()
-        .map(|g| {
-            let g = g.to_f64();
-            g * g
+    let sums: Vec<f64> = grad
+        .par_chunks(CHUNK)
+        .map(|c| {
+            c.iter()
+                .map(|g| {
+                    let g = g.to_f64();
+                    g * g
+                })
+                .sum::<f64>()
         })
-        .sum::<f64>()
-        .sqrt();
+        .collect();
+    let norm = sums.iter().sum::<f64>().sqrt();
     if max_norm > 0.0 && max_norm.is_finite() {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
             let c = F::from_f64(coef);
-            for g in grad.iter_mut() {
-                *g *= c;
-            }
+            grad.par_chunks_mut(CHUNK).for_each(|chunk| {
+                for g in chunk {
+                    *g *= c;
+                }
+            });
         }
     }
     norm

@@ -56,12 +56,8 @@ impl<F: Float> MetaGrad<F> {
         // output.weight: one product `dlogits^T hlast` over every task's query pairs, in task
         // order; each row of the result depends only on that order, so the chunking (and the
         // thread count) does not change a bit.
-        self.all_dlogits.clear();
-        self.all_hlast.clear();
-        for t in tg {
-            self.all_dlogits.extend_from_slice(&t.dlogits);
-            self.all_hlast.extend_from_slice(&t.hlast);
-        }
+        concat(&mut self.all_dlogits, tg, |t| &t.dlogits);
+        concat(&mut self.all_hlast, tg, |t| &t.hlast);
         let (dl, hl) = (&self.all_dlogits, &self.all_hlast);
         grad[layout.out_w()]
             .par_chunks_mut(REDUCE_ROWS * h)
@@ -76,4 +72,26 @@ impl<F: Float> MetaGrad<F> {
             }
         });
     }
+}
+
+/// `out` = the concatenation of `part(t)` over `tasks` in order, the tasks' parts copied in
+/// parallel.
+fn concat<F: Float>(
+    out: &mut Vec<F>,
+    tasks: &[TaskGrad<F>],
+    part: impl Fn(&TaskGrad<F>) -> &[F] + Sync,
+) {
+    let total = tasks.iter().map(|t| part(t).len()).sum();
+    out.resize(total, F::ZERO);
+    let mut slots = Vec::with_capacity(tasks.len());
+    let mut rest = &mut out[..];
+    for t in tasks {
+        let (slot, tail) = rest.split_at_mut(part(t).len());
+        slots.push(slot);
+        rest = tail;
+    }
+    slots
+        .into_par_iter()
+        .zip(tasks)
+        .for_each(|(slot, t)| slot.copy_from_slice(part(t)));
 }
