@@ -8,7 +8,7 @@ use super::float::Float;
 use super::forest::{SeqForest, NO_PARENT};
 use super::profile::{self, Phase};
 use super::scratch::{ensure, resize};
-use super::simd::{axpy, gemm_nn_acc, ger_acc, gru_cell, transpose};
+use super::simd::{axpy, gemm_nn_acc, ger_acc, ger_set, gru_cell, transpose};
 
 /// The GRU's parameters, PyTorch's `gru.*_l0` (gate order r, z, n in the 3H rows).
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +221,38 @@ pub fn gru_backward<F: Float>(
     e: usize,
     h: usize,
 ) {
+    gru_backward_into::<F, false>(dx, dw, dhlast, cache, w, x, forest, e, h);
+}
+
+/// [`gru_backward`] with the parameter gradients assigned rather than accumulated: the same bits
+/// as accumulating into zeros, without clearing the block first.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward_set<F: Float>(
+    dx: &mut [F],
+    dw: GruGrads<F>,
+    dhlast: &[F],
+    cache: &mut GruCache<F>,
+    w: GruWeights<F>,
+    x: &[F],
+    forest: &SeqForest,
+    e: usize,
+    h: usize,
+) {
+    gru_backward_into::<F, true>(dx, dw, dhlast, cache, w, x, forest, e, h);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gru_backward_into<F: Float, const SET: bool>(
+    dx: &mut [F],
+    dw: GruGrads<F>,
+    dhlast: &[F],
+    cache: &mut GruCache<F>,
+    w: GruWeights<F>,
+    x: &[F],
+    forest: &SeqForest,
+    e: usize,
+    h: usize,
+) {
     let (u, r) = (forest.uniq.len(), forest.n_nodes());
     let g3 = 3 * h;
     let p = profile::phase(Phase::RecurrenceBackward);
@@ -273,16 +305,21 @@ pub fn gru_backward<F: Float>(
     drop(p);
     let _p = profile::phase(Phase::GruGradient);
     // Parameter gradients of all nodes at once (h_prev = 0 at depth 0 adds nothing to W_hh).
+    let ger = if SET { ger_set::<F> } else { ger_acc::<F> };
+    if SET {
+        dw.db_hh.fill(F::ZERO);
+        dw.db_ih.fill(F::ZERO);
+    }
     add_rows(dw.db_hh, &cache.dgh, g3);
     let l1 = forest.level_start.get(1).copied().unwrap_or(r);
-    ger_acc(
+    ger(
         dw.dw_hh,
         &cache.dgh[l1 * g3..],
         g3,
         &cache.hprev[l1 * h..],
         h,
     );
-    ger_acc(dw.dw_ih, &cache.dxi, g3, &x[..u * e], e);
+    ger(dw.dw_ih, &cache.dxi, g3, &x[..u * e], e);
     add_rows(dw.db_ih, &cache.dxi, g3);
     let dx = &mut dx[..u * e];
     dx.fill(F::ZERO);

@@ -12,7 +12,9 @@
 use super::embedding::{embedding_backward, embedding_forward};
 use super::float::Float;
 use super::forest::SeqForest;
-use super::gru::{gru_backward, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache};
+use super::gru::{
+    gru_backward_set, gru_block_len, gru_forward, gru_split, gru_split_mut, GruCache,
+};
 use super::output_ce::{output_ce_backward, output_ce_forward, OutputWeights};
 use super::profile::{self, Phase};
 use super::scratch::{ensure, resize};
@@ -266,7 +268,8 @@ impl<F: Float> TaskWorkspace<F> {
         };
         let forest = &pre.forest;
         let (u, b) = (forest.uniq.len(), forest.n_seqs());
-        resize(&mut self.dgru, gru_block_len(e, h));
+        // Assigned whole by `gru_backward_set`.
+        ensure(&mut self.dgru, gru_block_len(e, h));
         resize(&mut self.dtable, self.table.len());
         resize(&mut self.db_out, v);
         ensure(&mut self.dlogits, b * v);
@@ -292,7 +295,7 @@ impl<F: Float> TaskWorkspace<F> {
         ensure(&mut self.dx, u * e);
         let w = gru_split(&self.gru, e, h);
         let dw = gru_split_mut(&mut self.dgru, e, h);
-        gru_backward(
+        gru_backward_set(
             &mut self.dx,
             dw,
             &self.dhlast,

@@ -128,7 +128,7 @@ fn as_f32_mut<F: Float>(x: &mut [F]) -> Option<&mut [f32]> {
 /// a bit, and the explicit SIMD versions ([`avx512`], [`avx2`]) compute the same.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn col_tile<F: Float, const W: usize, const R: usize, const T: usize>(
+fn col_tile<F: Float, const W: usize, const R: usize, const T: usize, const SET: bool>(
     y: &mut [F],
     i0: usize,
     mm: &[F],
@@ -151,7 +151,11 @@ fn col_tile<F: Float, const W: usize, const R: usize, const T: usize>(
     for (r, a) in acc.iter().enumerate() {
         let yr = &mut y[(i0 + r) * n + j..(i0 + r) * n + j + T];
         for t in skip..T {
-            yr[t] += a[t];
+            if SET {
+                yr[t] = a[t];
+            } else {
+                yr[t] += a[t];
+            }
         }
     }
 }
@@ -159,7 +163,7 @@ fn col_tile<F: Float, const W: usize, const R: usize, const T: usize>(
 /// `Y[i0 + r][..] += Σ_k coef(k)[r] · M[k][..]` for `r < R`, over `kd` values of k, in tiles of
 /// `T` columns (the last one overlapping, or single columns when `n < T`). The portable version.
 #[inline(always)]
-fn tile_rows<F: Float, const W: usize, const R: usize, const T: usize>(
+fn tile_rows<F: Float, const W: usize, const R: usize, const T: usize, const SET: bool>(
     y: &mut [F],
     i0: usize,
     mm: &[F],
@@ -169,14 +173,14 @@ fn tile_rows<F: Float, const W: usize, const R: usize, const T: usize>(
 ) {
     let mut j = 0;
     while j + T <= n {
-        col_tile::<F, W, R, T>(y, i0, mm, n, kd, &coef, j, 0);
+        col_tile::<F, W, R, T, SET>(y, i0, mm, n, kd, &coef, j, 0);
         j += T;
     }
     if j < n && n >= T {
-        col_tile::<F, W, R, T>(y, i0, mm, n, kd, &coef, n - T, j + T - n);
+        col_tile::<F, W, R, T, SET>(y, i0, mm, n, kd, &coef, n - T, j + T - n);
     } else {
         for j in j..n {
-            col_tile::<F, W, R, 1>(y, i0, mm, n, kd, &coef, j, 0);
+            col_tile::<F, W, R, 1, SET>(y, i0, mm, n, kd, &coef, j, 0);
         }
     }
 }
@@ -257,7 +261,7 @@ macro_rules! row_blocks {
 /// Rows `i..i + R` of `Y += Σ_k coef(k) ⊗ M[k]` with the tiles of ISA `W`: explicit SIMD for
 /// `f32` on AVX2 and AVX-512, else the portable [`tile_rows`] (tiles of `NV` × 4 columns).
 macro_rules! rows_of {
-    ($w:ident, $r:ident, $nv:ident, $f:ty, $y:expr, $i:expr, $mm:expr, $n:expr, $kd:expr, $coef:expr) => {{
+    ($w:ident, $r:ident, $nv:ident, $set:expr, $f:ty, $y:expr, $i:expr, $mm:expr, $n:expr, $kd:expr, $coef:expr) => {{
         #[cfg(target_arch = "x86_64")]
         let done = $w >= AVX2
             && match (as_f32_mut($y), as_f32($mm)) {
@@ -271,9 +275,9 @@ macro_rules! rows_of {
                     // SAFETY: the W >= AVX2 versions only run where the CPU has their features.
                     unsafe {
                         if $w >= AVX512 {
-                            avx512::rows::<$r, $nv>(y, $i, mm, $n, $kd, coef);
+                            avx512::rows::<$r, $nv, $set>(y, $i, mm, $n, $kd, coef);
                         } else {
-                            avx2::rows::<$r, $nv>(y, $i, mm, $n, $kd, coef);
+                            avx2::rows::<$r, $nv, $set>(y, $i, mm, $n, $kd, coef);
                         }
                     }
                     true
@@ -283,7 +287,7 @@ macro_rules! rows_of {
         #[cfg(not(target_arch = "x86_64"))]
         let done = false;
         if !done {
-            tile_rows::<$f, $w, $r, { $nv * 4 }>($y, $i, $mm, $n, $kd, $coef);
+            tile_rows::<$f, $w, $r, { $nv * 4 }, $set>($y, $i, $mm, $n, $kd, $coef);
         }
     }};
 }
@@ -293,9 +297,19 @@ fn gemm_nn_imp<F: Float, const W: usize>(y: &mut [F], a: &[F], mm: &[F], n: usiz
     let kd = mm.len() / n;
     row_blocks!(W, y.len() / n, |i, R, NV| {
         let rows: [&[F]; R] = std::array::from_fn(|q| &a[(i + q) * kd..(i + q + 1) * kd]);
-        rows_of!(W, R, NV, F, y, i, mm, n, kd, |k| std::array::from_fn(|q| {
-            rows[q][k]
-        }));
+        rows_of!(
+            W,
+            R,
+            NV,
+            false,
+            F,
+            y,
+            i,
+            mm,
+            n,
+            kd,
+            |k| std::array::from_fn(|q| { rows[q][k] })
+        );
     });
 }
 
@@ -304,14 +318,31 @@ simd_fn!(
     gemm_nn_acc, gemm_nn_acc_isa => gemm_nn_imp(y: &mut [F], a: &[F], mm: &[F], n: usize)
 );
 
+/// `Y (+)= A^T X` (`SET`: assigned), the sums of [`ger_acc`].
 #[inline(always)]
-fn ger_imp<F: Float, const W: usize>(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize) {
+fn ger_into<F: Float, const W: usize, const SET: bool>(
+    y: &mut [F],
+    a: &[F],
+    lda: usize,
+    x: &[F],
+    n: usize,
+) {
     let kd = x.len() / n;
     row_blocks!(W, y.len() / n, |i, R, NV| {
-        rows_of!(W, R, NV, F, y, i, x, n, kd, |k| -> [F; R] {
+        rows_of!(W, R, NV, SET, F, y, i, x, n, kd, |k| -> [F; R] {
             a[k * lda + i..k * lda + i + R].try_into().unwrap()
         });
     });
+}
+
+#[inline(always)]
+fn ger_imp<F: Float, const W: usize>(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize) {
+    ger_into::<F, W, false>(y, a, lda, x, n);
+}
+
+#[inline(always)]
+fn ger_set_imp<F: Float, const W: usize>(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize) {
+    ger_into::<F, W, true>(y, a, lda, x, n);
 }
 
 simd_fn!(
@@ -319,6 +350,13 @@ simd_fn!(
     /// a[k * lda + i]` (row k of A holds the coefficients of sample k; `lda >= m` lets `y` be a
     /// block of rows of a larger product).
     ger_acc, ger_acc_isa => ger_imp(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize)
+);
+
+simd_fn!(
+    /// `Y = A^T X`, assigned: [`ger_acc`] into a `y` of zeros, bit for bit (each element's sum
+    /// starts from +0, so it is never −0, and `0 + s = s`), without reading `y`; kd 0 writes
+    /// zeros.
+    ger_set, ger_set_isa => ger_set_imp(y: &mut [F], a: &[F], lda: usize, x: &[F], n: usize)
 );
 
 #[cfg(test)]
@@ -370,6 +408,23 @@ mod tests {
                         assert!(((*g as f64) - 1.0 - w).abs() < tol, "{isa:?} {m}x{kd}x{n}");
                     }
                 }
+                // The assigning ger over garbage equals ger_acc into zeros, bit for bit.
+                let mut zeros = vec![0.0f32; m * n];
+                ger_acc_isa(isa, &mut zeros, &f32s(&at), m, &f32s(&mm), n);
+                let mut set = vec![f32::NAN; m * n];
+                ger_set_isa(isa, &mut set, &f32s(&at), m, &f32s(&mm), n);
+                assert!(
+                    set.iter()
+                        .zip(&zeros)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa:?} ger_set {m}x{kd}x{n}"
+                );
+                let mut empty = vec![f32::NAN; m * n];
+                ger_set_isa(isa, &mut empty, &[], m, &[], n);
+                assert!(
+                    empty.iter().all(|v| v.to_bits() == 0),
+                    "{isa:?} ger_set kd 0"
+                );
                 let all = nn.iter().chain(&ger).chain(&nt);
                 bits.push(all.map(|v| v.to_bits()).collect());
             }

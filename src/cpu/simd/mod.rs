@@ -27,6 +27,7 @@ pub use elementwise::{
 };
 pub use gemm::{
     dot, dot_isa, gemm_nn_acc, gemm_nn_acc_isa, gemm_nt_acc, gemm_nt_acc_isa, ger_acc, ger_acc_isa,
+    ger_set, ger_set_isa,
 };
 pub use isa::Isa;
 

@@ -32,7 +32,7 @@ macro_rules! simd_tiles {
             #[target_feature(enable = $feat)]
             #[inline]
             #[allow(clippy::needless_range_loop)]
-            unsafe fn tile<const R: usize, const NV: usize>(
+            unsafe fn tile<const R: usize, const NV: usize, const SET: bool>(
                 y: *mut f32,
                 mm: *const f32,
                 n: usize,
@@ -74,7 +74,11 @@ macro_rules! simd_tiles {
                     if skip == 0 {
                         for v in 0..NV {
                             let q = yr.add(v * L);
-                            $store(q, $add($load(q), acc[r][v]));
+                            if SET {
+                                $store(q, acc[r][v]);
+                            } else {
+                                $store(q, $add($load(q), acc[r][v]));
+                            }
                         }
                     } else {
                         let mut tmp = [[0.0f32; L]; NV];
@@ -82,13 +86,17 @@ macro_rules! simd_tiles {
                             $store(tmp[v].as_mut_ptr(), acc[r][v]);
                         }
                         for t in skip..NV * L {
-                            *yr.add(t) += tmp[t / L][t % L];
+                            if SET {
+                                *yr.add(t) = tmp[t / L][t % L];
+                            } else {
+                                *yr.add(t) += tmp[t / L][t % L];
+                            }
                         }
                     }
                 }
             }
 
-            /// `gemm::tile_rows` for `f32`: tiles of `NV` (or 4 where that divides a short
+            /// `gemm::tile_rows` for `f32` (`SET`: `Y =` instead of `Y +=`): tiles of `NV` (or 4 where that divides a short
             /// row and `NV` does not), 4, 2 and 1 registers, then an overlapping one-register
             /// tile (or single columns when `n < L`).
             ///
@@ -96,7 +104,7 @@ macro_rules! simd_tiles {
             /// The CPU has the features.
             #[target_feature(enable = $feat)]
             #[inline]
-            pub unsafe fn rows<const R: usize, const NV: usize>(
+            pub unsafe fn rows<const R: usize, const NV: usize, const SET: bool>(
                 y: &mut [f32],
                 i0: usize,
                 mm: &[f32],
@@ -110,23 +118,23 @@ macro_rules! simd_tiles {
                 // n 64 in tiles of 4 registers rather than 6 + 2.
                 let wide = n % (NV * L) == 0 || n % (4 * L) != 0 || n > 64 * L;
                 while wide && j + NV * L <= n {
-                    tile::<R, NV>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    tile::<R, NV, SET>(yp.add(j), mp.add(j), n, kd, &coef, 0);
                     j += NV * L;
                 }
                 while j + 4 * L <= n {
-                    tile::<R, 4>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    tile::<R, 4, SET>(yp.add(j), mp.add(j), n, kd, &coef, 0);
                     j += 4 * L;
                 }
                 while j + 2 * L <= n {
-                    tile::<R, 2>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    tile::<R, 2, SET>(yp.add(j), mp.add(j), n, kd, &coef, 0);
                     j += 2 * L;
                 }
                 while j + L <= n {
-                    tile::<R, 1>(yp.add(j), mp.add(j), n, kd, &coef, 0);
+                    tile::<R, 1, SET>(yp.add(j), mp.add(j), n, kd, &coef, 0);
                     j += L;
                 }
                 if j < n && n >= L {
-                    tile::<R, 1>(yp.add(n - L), mp.add(n - L), n, kd, &coef, j + L - n);
+                    tile::<R, 1, SET>(yp.add(n - L), mp.add(n - L), n, kd, &coef, j + L - n);
                 } else {
                     for j in j..n {
                         let mut acc = [0.0f32; R];
@@ -137,7 +145,11 @@ macro_rules! simd_tiles {
                             }
                         }
                         for r in 0..R {
-                            y[(i0 + r) * n + j] += acc[r];
+                            if SET {
+                                y[(i0 + r) * n + j] = acc[r];
+                            } else {
+                                y[(i0 + r) * n + j] += acc[r];
+                            }
                         }
                     }
                 }
