@@ -48,7 +48,53 @@ impl Isa {
         }
     }
 
+    /// The best supported instruction set, or a lower one named by `RECMAML_CPU_ISA` (`base`,
+    /// `avx2` or `avx512`; for comparing the versions on one machine). A name this CPU cannot run,
+    /// or an unknown one, is reported on stderr and the best supported set is used.
     fn probe() -> Isa {
+        let best = Self::probe_cpu();
+        match std::env::var("RECMAML_CPU_ISA") {
+            Ok(name) => {
+                let (isa, warning) = Self::chosen(&name, best);
+                if let Some(w) = warning {
+                    eprintln!("{w}");
+                }
+                isa
+            }
+            Err(_) => best,
+        }
+    }
+
+    /// The set `RECMAML_CPU_ISA=name` selects where `best` is the best supported one, and the
+    /// warning to print when the name is unknown or names a set this CPU lacks.
+    fn chosen(name: &str, best: Isa) -> (Isa, Option<String>) {
+        let wanted = match name {
+            "base" => Isa::Base,
+            "avx2" => Isa::Avx2,
+            "avx512" => Isa::Avx512,
+            _ => {
+                return (
+                    best,
+                    Some(format!(
+                        "RECMAML_CPU_ISA={name}: unknown (expected base, avx2 or avx512); \
+                         using {best:?}"
+                    )),
+                )
+            }
+        };
+        if wanted as u8 <= best as u8 {
+            (wanted, None)
+        } else {
+            (
+                best,
+                Some(format!(
+                    "RECMAML_CPU_ISA={name}: this CPU lacks it; using {best:?}"
+                )),
+            )
+        }
+    }
+
+    fn probe_cpu() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -134,4 +180,26 @@ macro_rules! simd_fn {
             $imp::<F, BASE>($($arg),*)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Isa;
+
+    /// `RECMAML_CPU_ISA` selects the named set when it is at most the best supported one, and
+    /// otherwise keeps the best with a warning that names the variable and the value.
+    #[test]
+    fn the_override_never_exceeds_the_cpu() {
+        assert_eq!(Isa::chosen("avx2", Isa::Avx512), (Isa::Avx2, None));
+        assert_eq!(Isa::chosen("base", Isa::Avx2), (Isa::Base, None));
+        assert_eq!(Isa::chosen("avx512", Isa::Avx512), (Isa::Avx512, None));
+        let (isa, w) = Isa::chosen("avx512", Isa::Avx2);
+        assert_eq!(isa, Isa::Avx2);
+        assert!(w
+            .unwrap()
+            .contains("RECMAML_CPU_ISA=avx512: this CPU lacks it"));
+        let (isa, w) = Isa::chosen("sse9", Isa::Base);
+        assert_eq!(isa, Isa::Base);
+        assert!(w.unwrap().contains("RECMAML_CPU_ISA=sse9: unknown"));
+    }
 }
