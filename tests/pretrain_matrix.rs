@@ -427,6 +427,19 @@ fn a_tiny_matrix_runs_end_to_end_its_json_and_markdown_agree_and_a_rerun_reuses_
     assert_eq!(m2["reused"].as_array().unwrap().len(), 20);
     assert_eq!(m2["rows"], m["rows"]);
 
+    // The folder moved elsewhere: still nothing recomputed, the warm-started rows included.
+    let moved = tmp.path().join("moved");
+    std::fs::rename(&out, &moved).unwrap();
+    let moved_args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == s(&out) { s(&moved) } else { a })
+        .collect();
+    let t = ok(&moved_args);
+    let mm = json(&moved.join("matrix.json"));
+    assert_eq!(mm["computed"].as_array().unwrap().len(), 0, "{t}");
+    assert_eq!(mm["rows"], m["rows"]);
+    std::fs::rename(&moved, &out).unwrap();
+
     // A changed setting recomputes only what depends on it.
     let mut changed = args.to_vec();
     changed.extend([

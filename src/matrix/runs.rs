@@ -38,7 +38,11 @@ impl Layout {
         self.out.join("runs").join(row).join(format!("seed{seed}"))
     }
     fn pretrain_dir(&self, seed: u64) -> PathBuf {
-        self.out.join("pretrain").join(format!("seed{seed}"))
+        self.out.join(Self::pretrain_rel(seed))
+    }
+    /// The pretrained model's folder of `seed`, relative to the matrix folder.
+    fn pretrain_rel(seed: u64) -> PathBuf {
+        Path::new("pretrain").join(format!("seed{seed}"))
     }
 }
 
@@ -107,20 +111,34 @@ pub(super) fn row_seed(
     lay: &Layout,
     pretrained: &mut PretrainedCache,
 ) -> Result<(SeedResult, bool)> {
-    let row_cfg = match row.kind {
+    // A warm-started row's key names its pretrained checkpoint relative to the matrix folder, so
+    // a moved or copied folder still matches (the checkpoint itself is keyed by its own
+    // settings, which are part of this key); results stored with the full path still match it.
+    let (row_cfg, key, path_key) = match row.kind {
         Kind::Maml(_) => {
             let ck = lay.pretrain_dir(seed).join(pretrain::CHECKPOINT_NAME);
-            maml_config(cfg, row, seed, &ck)
+            let in_folder = Path::new("<matrix folder>")
+                .join(Layout::pretrain_rel(seed))
+                .join(pretrain::CHECKPOINT_NAME);
+            let row_cfg = maml_config(cfg, row, seed, &ck);
+            let key = maml_config(cfg, row, seed, &in_folder).to_toml();
+            let path_key = row_cfg.to_toml();
+            (row_cfg, key, Some(path_key))
         }
-        _ => pretrain_config(cfg, seed),
+        _ => {
+            let row_cfg = pretrain_config(cfg, seed);
+            let mut key = row_cfg.to_toml();
+            if row.kind == Kind::SessionKnn {
+                let p = knn::KNN_PARAMS;
+                key += &format!("# session-knn k = {}, window = {}\n", p.k, p.window);
+            }
+            (row_cfg, key, None)
+        }
     };
-    let mut key = row_cfg.to_toml();
-    if row.kind == Kind::SessionKnn {
-        let p = knn::KNN_PARAMS;
-        key += &format!("# session-knn k = {}, window = {}\n", p.k, p.window);
-    }
     let file = lay.seed_file(row.name, seed);
-    if let Some(r) = read_json::<SeedResult>(&file).filter(|r| r.key == key) {
+    if let Some(r) =
+        read_json::<SeedResult>(&file).filter(|r| r.key == key || path_key.as_ref() == Some(&r.key))
+    {
         return Ok((r, false));
     }
     let started = Instant::now();
