@@ -107,7 +107,8 @@ impl Isa {
         Isa::Base
     }
 
-    /// Whether this CPU can run functions compiled for `self`.
+    /// Whether functions compiled for `self` may run: the CPU has the set and
+    /// `RECMAML_CPU_ISA` does not name a narrower one.
     pub fn supported(self) -> bool {
         match self {
             Isa::Base => true,
