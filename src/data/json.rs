@@ -355,6 +355,21 @@ impl<R: Read> Scanner<R> {
         self.expect(b':', "a colon")
     }
 
+    /// The bytes read from the input but not yet scanned (possibly empty: the buffer is refilled
+    /// only by the other methods). With [`advance`](Self::advance), a caller can match a common
+    /// layout directly and fall back to the other methods when it does not match.
+    #[inline]
+    pub fn window(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// Marks the first `n` bytes of [`window`](Self::window) scanned; they must hold no newline.
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        debug_assert!(!self.window()[..n].contains(&b'\n'));
+        self.pos += n;
+    }
+
     /// Fails unless only whitespace is left.
     pub fn end(&mut self) -> Result<()> {
         match self.peek()? {

@@ -252,7 +252,11 @@ fn courses(
                 while sc.more(b']', &mut first_event)? {
                     place.event_no += 1;
                     place.depth = 4;
-                    if let Some(ts) = event(sc, &mut etype, &mut scratch)? {
+                    let ts = match simple_event(sc)? {
+                        Some(ts) => ts,
+                        None => event(sc, &mut etype, &mut scratch)?,
+                    };
+                    if let Some(ts) = ts {
                         b.push(Event {
                             user,
                             session,
@@ -274,6 +278,56 @@ fn courses(
     }
     sc.end()?;
     Ok(false)
+}
+
+/// The common event layout read straight from the scanner's buffer: `["TYPE", "VALUE"]` with no
+/// escape or newline in either string, no whitespace but one optional space after the comma, and
+/// the whole event in the buffer. `Some` with what [`event`] would return (the timestamp of a
+/// kept event, `None` for one that is not kept); `None`, nothing consumed, for any other layout
+/// or a kept event whose timestamp does not parse, which [`event`] then reads (and reports).
+#[inline]
+fn simple_event(sc: &mut Scanner<File>) -> Result<Option<Option<i64>>> {
+    if sc.peek()? != Some(b'[') {
+        return Ok(None);
+    }
+    let w = sc.window();
+    // The closing quote of the string whose opening quote is at `open`.
+    let close = |open: usize| -> Option<usize> {
+        if w.get(open) != Some(&b'"') {
+            return None;
+        }
+        let len = w[open + 1..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c == b'\n')?;
+        (w[open + 1 + len] == b'"').then_some(open + 1 + len)
+    };
+    let Some(t_end) = close(1) else {
+        return Ok(None);
+    };
+    let mut v_open = t_end + 1;
+    if w.get(v_open) != Some(&b',') {
+        return Ok(None);
+    }
+    v_open += 1;
+    if w.get(v_open) == Some(&b' ') {
+        v_open += 1;
+    }
+    let Some(v_end) = close(v_open) else {
+        return Ok(None);
+    };
+    if w.get(v_end + 1) != Some(&b']') {
+        return Ok(None);
+    }
+    let ts = if is_kept(&w[2..t_end]) {
+        match parse_timestamp(&w[v_open + 1..v_end]) {
+            Some(ts) => Some(ts),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    sc.advance(v_end + 2);
+    Ok(Some(ts))
 }
 
 /// Reads one `[event_type, timestamp]`; the timestamp (Unix seconds) if the event is kept.

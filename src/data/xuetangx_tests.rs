@@ -83,3 +83,52 @@ fn errors_are_those_of_one_pass_in_either_half() {
         assert_eq!(two, one);
     }
 }
+
+/// Events in the layouts [`simple_event`] reads and in others it leaves to [`event`]: one
+/// session of the given events, in one course.
+fn one_session(events: &[&str]) -> String {
+    format!(
+        "[[\"c1\", {{\"u1\": {{\"s1\": [{}]}}, \"u2\": {{\"s2\": [{}]}}}}]]\n",
+        events.join(", "),
+        events.join(",")
+    )
+}
+
+#[test]
+fn the_common_event_layout_reads_as_the_general_one() {
+    let events = [
+        r#"["video_play", "2017-05-10T19:48:13"]"#,
+        r#"["load_video","2017-05-10T19:49:13"]"#,
+        r#"["click_info", "2017-05-10T19:50:13"]"#,
+        r#"["click_info", {"not": "read"}]"#,
+        r#"["video_pause", "1494445873"]"#,
+        r#"["pause_video", 1494445933]"#,
+        r#"["seek_video", "2017-05-10T19:53:13", "extra", 1]"#,
+        r#"["video\u005fplay", "2017-05-10T19:54:13"]"#,
+        r#"["speed_video", "2017-05-10T19:55:\u0031\u0033"]"#,
+        r#"[ "problem_get", "2017-05-10T19:56:13" ]"#,
+        r#"["problem_check",  "2017-05-10T19:57:13"]"#,
+    ];
+    // A newline after each `[` leaves every event to the general reader.
+    let general: Vec<String> = events.iter().map(|e| e.replacen('[', "[\n", 1)).collect();
+    let general: Vec<&str> = general.iter().map(String::as_str).collect();
+    let read = |doc: String| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        std::fs::write(&path, doc).unwrap();
+        let mut log = read_with(&path, true, u64::MAX).unwrap();
+        log.source = std::path::PathBuf::new();
+        log
+    };
+    let (fast, slow) = (read(one_session(&events)), read(one_session(&general)));
+    assert_eq!(fast.events_read, 22);
+    assert_eq!(fast.events.len(), 18, "{:?}", fast.events);
+    assert_eq!(fast, slow);
+    // The nine kept events of a session, a minute apart from 2017-05-10T19:48:13Z (`date -u -d
+    // 2017-05-10T19:48:13 +%s`), but for the two skipped ones.
+    let ts: Vec<i64> = fast.events[..9]
+        .iter()
+        .map(|e| e.ts - 1_494_445_693)
+        .collect();
+    assert_eq!(ts, [0, 60, 180, 240, 300, 360, 420, 480, 540]);
+}
