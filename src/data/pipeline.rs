@@ -24,6 +24,7 @@ use super::revisit::{FirstTouch, QueryOverlap};
 use super::Episode;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// The split names, in order.
@@ -259,8 +260,36 @@ fn vocabulary(log: &EventLog) -> (Vec<String>, Vec<u32>) {
 }
 
 /// Events grouped by base session (the input's session, or the user), input order kept inside a
-/// group: a counting sort. Returns (group starts, (ts, item id) per event, user per group).
-fn group_events(log: &EventLog, remap: &[u32]) -> (Vec<usize>, Vec<(i64, u32)>, Vec<u32>) {
+/// group, and the groups of each user side by side (users in id order, a user's groups in group
+/// order), so that a range of users owns a contiguous range of events.
+struct Grouped {
+    /// (ts, item id) of every event.
+    events: Vec<(i64, u32)>,
+    /// Events per group.
+    len: Vec<usize>,
+    /// The user of each group.
+    user: Vec<u32>,
+    /// The non-empty groups, user by user.
+    order: Vec<u32>,
+    /// User `u`'s groups are `order[user_groups[u]..user_groups[u + 1]]`.
+    user_groups: Vec<usize>,
+    /// User `u`'s events are `events[user_events[u]..user_events[u + 1]]`.
+    user_events: Vec<usize>,
+}
+
+/// Exclusive prefix sums of `counts`, with the total appended.
+fn offsets(counts: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut out = vec![0];
+    let mut sum = 0;
+    for c in counts {
+        sum += c;
+        out.push(sum);
+    }
+    out
+}
+
+/// Groups the events with counting sorts.
+fn group_events(log: &EventLog, remap: &[u32]) -> Grouped {
     let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
     let n_groups = if has_sessions {
         log.sessions.len()
@@ -274,23 +303,118 @@ fn group_events(log: &EventLog, remap: &[u32]) -> (Vec<usize>, Vec<(i64, u32)>, 
             e.user as usize
         }
     };
-    let mut start = vec![0usize; n_groups + 1];
-    let mut group_user = vec![0u32; n_groups];
+    let n_users = log.users.len();
+    let mut len = vec![0usize; n_groups];
+    let mut user = vec![0u32; n_groups];
+    let mut per_user = vec![0usize; n_users];
     for e in &log.events {
-        start[key(e) + 1] += 1;
-        group_user[key(e)] = e.user;
+        len[key(e)] += 1;
+        user[key(e)] = e.user;
+        per_user[e.user as usize] += 1;
     }
-    for g in 0..n_groups {
-        start[g + 1] += start[g];
+    let user_events = offsets(per_user);
+    let mut groups_of = vec![0usize; n_users];
+    for g in (0..n_groups).filter(|&g| len[g] > 0) {
+        groups_of[user[g] as usize] += 1;
     }
-    let mut fill = start.clone();
-    let mut grouped = vec![(0i64, 0u32); log.events.len()];
+    let user_groups = offsets(groups_of);
+    let mut fill = user_groups.clone();
+    let mut order = vec![0u32; user_groups[n_users]];
+    for g in (0..n_groups).filter(|&g| len[g] > 0) {
+        let u = user[g] as usize;
+        order[fill[u]] = g as u32;
+        fill[u] += 1;
+    }
+    let mut at = vec![0usize; n_groups];
+    let mut next = 0;
+    for &g in &order {
+        at[g as usize] = next;
+        next += len[g as usize];
+    }
+    let mut events = vec![(0i64, 0u32); log.events.len()];
     for e in &log.events {
         let g = key(e);
-        grouped[fill[g]] = (e.ts, remap[e.item as usize]);
-        fill[g] += 1;
+        events[at[g]] = (e.ts, remap[e.item as usize]);
+        at[g] += 1;
     }
-    (start, grouped, group_user)
+    Grouped {
+        events,
+        len,
+        user,
+        order,
+        user_groups,
+        user_events,
+    }
+}
+
+/// One user's pairs and counts from all of its groups. Until the sessions are numbered, a pair's
+/// `session` is an index into its chunk's [`ChunkPass::pieces`].
+struct UserPass {
+    user: u32,
+    pairs: Vec<Pair>,
+    events: usize,
+    sessions: usize,
+}
+
+/// What a range of users gives.
+#[derive(Default)]
+struct ChunkPass {
+    users: Vec<UserPass>,
+    /// (group, piece of the group) of each session piece, in the order the pairs name them.
+    pieces: Vec<(u32, u32)>,
+    candidates: usize,
+    dropped: usize,
+    revisits: usize,
+}
+
+/// The pairs of the users `users`, whose events are `events` (their groups side by side, as in
+/// [`Grouped`]).
+fn chunk_pass(
+    g: &Grouped,
+    users: std::ops::Range<usize>,
+    events: &mut [(i64, u32)],
+    cfg: &PipelineConfig,
+) -> ChunkPass {
+    let mut out = ChunkPass::default();
+    let mut seq = Vec::new();
+    let mut touch = FirstTouch::default();
+    let mut at = 0;
+    for u in users {
+        let groups = &g.order[g.user_groups[u]..g.user_groups[u + 1]];
+        if groups.is_empty() {
+            continue;
+        }
+        let user = u as u32;
+        let mut pass = UserPass {
+            user,
+            pairs: Vec::new(),
+            events: 0,
+            sessions: 0,
+        };
+        touch.clear();
+        for &group in groups {
+            let len = g.len[group as usize];
+            let first = out.pieces.len() as u32;
+            let (n, cand, dropped) = cut_sessions(
+                &mut events[at..at + len],
+                user,
+                first,
+                cfg,
+                &mut seq,
+                &mut pass.pairs,
+                |seq| touch.record(user, seq),
+            );
+            at += len;
+            out.pieces.extend((0..n as u32).map(|k| (group, k)));
+            pass.events += len;
+            pass.sessions += n;
+            out.candidates += cand;
+            out.dropped += dropped;
+        }
+        out.revisits += touch.revisits(pass.pairs.iter().map(|p| (user, p.label, p.label_ts)));
+        out.users.push(pass);
+    }
+    out
 }
 
 /// The pairs of one session's time-sorted events, appended to `out`; returns (candidates,
@@ -364,10 +488,15 @@ pub fn run(log: &EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
 
 /// [`run`], consuming the log: its user and session names move into the result instead of
 /// being copied (millions of strings on a large log).
-pub fn run_owned(mut log: EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
+pub fn run_owned(log: EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
+    run_in_chunks(log, cfg, 64)
+}
+
+/// [`run_owned`], the users made into pairs in at most `n_chunks` ranges at once.
+fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Result<Prepared> {
     cfg.validate()?;
     let (vocab, remap) = vocabulary(&log);
-    let (start, mut grouped, group_user) = group_events(&log, &remap);
+    let mut grouped = group_events(&log, &remap);
     let n_users = log.users.len();
     let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
 
@@ -377,28 +506,50 @@ pub fn run_owned(mut log: EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
         items: vocab.len(),
         ..Default::default()
     };
-    let mut user_events = vec![0usize; n_users];
-    let mut user_sessions = vec![0usize; n_users];
-    let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
-    let mut sessions = Vec::new();
-    let mut seq = Vec::new();
-    let mut touch = FirstTouch::default();
-    for g in 0..start.len() - 1 {
-        let events = &mut grouped[start[g]..start[g + 1]];
-        if events.is_empty() {
-            continue;
+    // Ranges of users with about equal numbers of events, each made into pairs on its own; the
+    // results do not depend on the cut.
+    let n_chunks = n_chunks.clamp(1, n_users.max(1));
+    let total = log.events.len();
+    let mut bounds: Vec<usize> = (0..=n_chunks)
+        .map(|c| {
+            grouped
+                .user_events
+                .partition_point(|&e| e * n_chunks < total * c)
+        })
+        .map(|u| u.min(n_users))
+        .collect();
+    bounds[n_chunks] = n_users;
+    bounds.dedup();
+    let mut events = std::mem::take(&mut grouped.events);
+    let mut slices = Vec::with_capacity(bounds.len());
+    let mut rest = &mut events[..];
+    for w in bounds.windows(2) {
+        let n = grouped.user_events[w[1]] - grouped.user_events[w[0]];
+        let (head, tail) = rest.split_at_mut(n);
+        slices.push((w[0]..w[1], head));
+        rest = tail;
+    }
+    let mut chunks: Vec<ChunkPass> = slices
+        .into_par_iter()
+        .map(|(users, ev)| chunk_pass(&grouped, users, ev, cfg))
+        .collect();
+    drop(events);
+
+    // Sessions numbered in group order, as one pass over the groups would.
+    let mut pieces = vec![0u32; grouped.len.len()];
+    for c in &chunks {
+        for &(group, _) in &c.pieces {
+            pieces[group as usize] += 1;
         }
-        let user = group_user[g];
-        user_events[user as usize] += events.len();
-        let out = &mut user_pairs[user as usize];
-        let first = sessions.len() as u32;
-        let (n, cand, dropped) = cut_sessions(events, user, first, cfg, &mut seq, out, |seq| {
-            touch.record(user, seq)
-        });
+    }
+    let mut first_session = vec![0u32; pieces.len()];
+    let mut sessions = Vec::new();
+    for (group, &n) in pieces.iter().enumerate() {
+        first_session[group] = sessions.len() as u32;
         let base = if has_sessions {
-            &mut log.sessions[g]
+            &mut log.sessions[group]
         } else {
-            &mut log.users[user as usize]
+            &mut log.users[grouped.user[group] as usize]
         };
         for k in 0..n {
             sessions.push(match cfg.session_gap {
@@ -408,18 +559,29 @@ pub fn run_owned(mut log: EventLog, cfg: &PipelineConfig) -> Result<Prepared> {
                 None => base.clone(),
             });
         }
-        user_sessions[user as usize] += n;
-        stages.pair_candidates += cand;
-        stages.pairs_dropped_same_time += dropped;
     }
+    drop(pieces);
+    chunks.par_iter_mut().for_each(|c| {
+        for p in c.users.iter_mut().flat_map(|u| u.pairs.iter_mut()) {
+            let (group, k) = c.pieces[p.session as usize];
+            p.session = first_session[group as usize] + k;
+        }
+    });
+    drop(first_session);
     drop(grouped);
-    stages.pairs_revisit = touch.revisits(
-        user_pairs
-            .iter()
-            .flatten()
-            .map(|p| (p.user, p.label, p.label_ts)),
-    );
-    drop(touch);
+    let mut user_events = vec![0usize; n_users];
+    let mut user_sessions = vec![0usize; n_users];
+    let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
+    for c in chunks {
+        stages.pair_candidates += c.candidates;
+        stages.pairs_dropped_same_time += c.dropped;
+        stages.pairs_revisit += c.revisits;
+        for u in c.users {
+            user_events[u.user as usize] = u.events;
+            user_sessions[u.user as usize] = u.sessions;
+            user_pairs[u.user as usize] = u.pairs;
+        }
+    }
     stages.sessions = sessions.len();
     stages.users = user_events.iter().filter(|&&n| n > 0).count();
     let mut lens: Vec<u32> = user_pairs
@@ -528,4 +690,79 @@ fn user_windows(
         }
     }
     dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::events::Event;
+
+    /// 40 users with up to 3 sessions each, items and times from a small generator, with ties in
+    /// time, repeats of an item and sessions that give no pair; with and without session names.
+    fn log(with_sessions: bool) -> EventLog {
+        let mut rng = Rng::new(7);
+        let mut log = EventLog {
+            users: (0..40).map(|u| format!("user{u}")).collect(),
+            items: (0..30).map(|i| format!("item{i}")).collect(),
+            events_read: 0,
+            ..Default::default()
+        };
+        for round in 0..600 {
+            let user = rng.below(40) as u32;
+            let session = match with_sessions {
+                true => {
+                    let name = format!("s{user}-{}", rng.below(3));
+                    match log.sessions.iter().position(|s| *s == name) {
+                        Some(i) => i as u32,
+                        None => {
+                            log.sessions.push(name);
+                            log.sessions.len() as u32 - 1
+                        }
+                    }
+                }
+                false => NO_SESSION,
+            };
+            log.events.push(Event {
+                user,
+                session,
+                item: rng.below(12) as u32 + u32::from(round % 5 == 0) * 12,
+                ts: 1_000 + (rng.below(400) as i64) * 30,
+            });
+        }
+        log.events_read = log.events.len() as u64;
+        log
+    }
+
+    #[test]
+    fn the_result_does_not_depend_on_the_chunks() {
+        for with_sessions in [true, false] {
+            for gap in [None, Some(900)] {
+                let cfg = PipelineConfig {
+                    k: 2,
+                    q: 3,
+                    max_prefix_len: 4,
+                    session_gap: gap,
+                    ..Default::default()
+                };
+                let one = run_in_chunks(log(with_sessions), &cfg, 1).unwrap();
+                let st = &one.stages;
+                assert!(
+                    st.sessions >= 40 && st.pairs_dropped_same_time > 0 && st.pairs_revisit > 0
+                );
+                assert!(
+                    one.windows.iter().all(|w| !w.is_empty()),
+                    "{:?}",
+                    one.splits
+                );
+                let one = format!("{one:?}");
+                for n in [2, 7, 64] {
+                    let many = format!("{:?}", run_in_chunks(log(with_sessions), &cfg, n).unwrap());
+                    assert_eq!(
+                        many, one,
+                        "{n} chunks, sessions {with_sessions}, gap {gap:?}"
+                    );
+                }
+            }
+        }
+    }
 }

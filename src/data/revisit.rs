@@ -15,6 +15,11 @@ use serde::Serialize;
 pub struct FirstTouch(FxHashMap<(u32, u32), i64>);
 
 impl FirstTouch {
+    /// Forgets every touch, keeping the memory.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     /// Records `user`'s (time, item) events.
     pub fn record(&mut self, user: u32, events: &[(i64, u32)]) {
         for &(ts, item) in events {
