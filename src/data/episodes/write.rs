@@ -6,11 +6,15 @@ use crate::data::pipeline::Pair;
 use crate::data::Episode;
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 use std::fs::File;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,9 +32,16 @@ pub fn write_episodes(path: &Path, episodes: &[Episode]) -> Result<()> {
 /// [`write_episodes`] for any [`EpisodeRows`].
 pub fn write_episode_rows<E: EpisodeRows + ?Sized>(path: &Path, rows: &E) -> Result<()> {
     let n = rows.len();
-    // At least one (possibly empty) batch, so that an empty file still has the schema.
-    let ranges = (0..n.max(1)).step_by(BATCH).map(|a| a..(a + BATCH).min(n));
-    write_batches(path, ranges.map(|r| episode_batch(path, rows, r)))
+    if n == 0 {
+        // One empty batch, so that an empty file still has the schema.
+        return write_batches(path, std::iter::once(episode_batch(path, rows, 0..0)));
+    }
+    // The first batch's schema, as `ArrowWriter` takes it: a field is nullable if it holds a null.
+    let schema = episode_batch(path, rows, 0..n.min(BATCH))?.schema();
+    let props = writer_properties();
+    write_columns(path, props, schema, n, |f, r| {
+        Ok(episode_column(rows, f, r))
+    })
 }
 
 /// Writes pairs with upstream's columns: `pair_id int64, user_id string, session_id string,
@@ -46,7 +57,54 @@ pub fn write_pairs(
     if pairs.is_empty() {
         return write_batches(path, std::iter::once(one(pairs)));
     }
-    write_batches(path, pairs.chunks(BATCH).map(one))
+    let schema = one(&pairs[..pairs.len().min(BATCH)])?.schema();
+    write_columns(path, writer_properties(), schema, pairs.len(), |f, r| {
+        Ok(pair_column(&pairs[r], users, sessions, f))
+    })
+}
+
+/// Writes `n` rows (at least one) of a file whose field `f` holds `column(f, range)` for rows
+/// `range`, with `props`: the bytes [`ArrowWriter`] gives for the same batches of [`BATCH`] rows (row groups
+/// and pages cut at the same rows), but the columns of each row group are encoded in parallel.
+fn write_columns(
+    path: &Path,
+    props: WriterProperties,
+    schema: SchemaRef,
+    n: usize,
+    column: impl Fn(usize, Range<usize>) -> Result<ArrayRef> + Sync,
+) -> Result<()> {
+    let werr = |e: parquet::errors::ParquetError| Error::Other(format!("{}: {e}", path.display()));
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX);
+    debug_assert!(props.max_row_group_bytes().is_none() && group_rows.is_multiple_of(BATCH));
+    let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(werr)?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(werr)?;
+    for (g, first) in (0..n).step_by(group_rows).enumerate() {
+        let rows = first..(first + group_rows).min(n);
+        let writers = factory.create_column_writers(g).map_err(werr)?;
+        // Every field here is one leaf column (no structs), so writers and fields pair up.
+        assert_eq!(writers.len(), schema.fields().len(), "one leaf per field");
+        let chunks: Vec<Result<ArrowColumnChunk>> = writers
+            .into_par_iter()
+            .enumerate()
+            .map(|(f, mut w)| {
+                for a in rows.clone().step_by(BATCH) {
+                    let array = column(f, a..(a + BATCH).min(rows.end))?;
+                    for leaf in compute_leaves(schema.field(f), &array).map_err(werr)? {
+                        w.write(&leaf).map_err(werr)?;
+                    }
+                }
+                w.close().map_err(werr)
+            })
+            .collect();
+        let mut group = file.next_row_group().map_err(werr)?;
+        for chunk in chunks {
+            chunk?.append_to_row_group(&mut group).map_err(werr)?;
+        }
+        group.close().map_err(werr)?;
+    }
+    file.close().map_err(werr)?;
+    Ok(())
 }
 
 fn write_batches(path: &Path, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<()> {
@@ -109,46 +167,67 @@ fn batch(path: &Path, cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     RecordBatch::try_from_iter(cols).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
-/// The three list columns of one side of the episodes, as they are built.
-struct SideColumns {
-    prefixes: ListBuilder<ListBuilder<Int64Builder>>,
-    labels: ListBuilder<Int64Builder>,
-    times: ListBuilder<Int64Builder>,
-}
+/// The fields of the episode schema, in order.
+const EPISODE_FIELDS: [&str; 8] = [
+    "episode_id",
+    "user_id",
+    "support_prefixes",
+    "support_labels",
+    "query_prefixes",
+    "query_labels",
+    "support_label_ts",
+    "query_label_ts",
+];
 
-impl SideColumns {
-    fn new() -> Self {
-        let list = || ListBuilder::new(Int64Builder::new());
-        SideColumns {
-            prefixes: ListBuilder::new(list()),
-            labels: list(),
-            times: list(),
-        }
-    }
-
-    /// Appends `side` of row `i`: its prefixes, its labels, and its label times or a null.
-    fn push<E: EpisodeRows + ?Sized>(&mut self, rows: &E, i: usize, side: Side) {
-        for p in rows.prefixes(i, side) {
-            let pb = self.prefixes.values();
-            for &x in p {
-                pb.values().append_value(i64::from(x));
-            }
-            pb.append(true);
-        }
-        self.prefixes.append(true);
-        for l in rows.labels(i, side) {
-            self.labels.values().append_value(i64::from(l));
-        }
-        self.labels.append(true);
-        match rows.label_ts(i, side) {
-            Some(ts) => {
-                for t in ts {
-                    self.times.values().append_value(t);
+/// Field `f` of [`EPISODE_FIELDS`] for rows `range` of `rows`.
+fn episode_column<E: EpisodeRows + ?Sized>(rows: &E, f: usize, range: Range<usize>) -> ArrayRef {
+    let side = match f {
+        2 | 3 | 6 => Side::Support,
+        _ => Side::Query,
+    };
+    let list = || ListBuilder::new(Int64Builder::new());
+    match f {
+        0 => Arc::new(Int64Array::from_iter_values(
+            range.map(|i| rows.episode_id(i)),
+        )),
+        1 => Arc::new(StringArray::from_iter_values(
+            range.map(|i| rows.user_id(i)),
+        )),
+        2 | 4 => {
+            let mut b = ListBuilder::new(list());
+            for i in range {
+                for p in rows.prefixes(i, side) {
+                    let pb = b.values();
+                    pb.values().extend(p.iter().map(|&x| Some(i64::from(x))));
+                    pb.append(true);
                 }
-                self.times.append(true);
+                b.append(true);
             }
-            None => self.times.append(false),
+            Arc::new(b.finish())
         }
+        3 | 5 => {
+            let mut b = list();
+            for i in range {
+                b.values()
+                    .extend(rows.labels(i, side).map(|l| Some(i64::from(l))));
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        }
+        6 | 7 => {
+            let mut b = list();
+            for i in range {
+                match rows.label_ts(i, side) {
+                    Some(ts) => {
+                        b.values().extend(ts.map(Some));
+                        b.append(true);
+                    }
+                    None => b.append(false),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        _ => unreachable!("the episode schema has {} fields", EPISODE_FIELDS.len()),
     }
 }
 
@@ -156,28 +235,44 @@ impl SideColumns {
 pub(super) fn episode_batch<E: EpisodeRows + ?Sized>(
     path: &Path,
     rows: &E,
-    range: std::ops::Range<usize>,
+    range: Range<usize>,
 ) -> Result<RecordBatch> {
-    let (mut s, mut q) = (SideColumns::new(), SideColumns::new());
-    for i in range.clone() {
-        s.push(rows, i, Side::Support);
-        q.push(rows, i, Side::Query);
+    let cols = (EPISODE_FIELDS.iter().enumerate())
+        .map(|(f, &name)| (name, episode_column(rows, f, range.clone())))
+        .collect();
+    batch(path, cols)
+}
+
+/// The fields of the pair files, in order.
+const PAIR_FIELDS: [&str; 7] = [
+    "pair_id",
+    "user_id",
+    "session_id",
+    "prefix",
+    "label",
+    "label_ts_epoch",
+    "prefix_len",
+];
+
+/// Field `f` of [`PAIR_FIELDS`] for the pairs `c`.
+fn pair_column(c: &[Pair], users: &[String], sessions: &[String], f: usize) -> ArrayRef {
+    let ints = |f: &dyn Fn(&Pair) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(c.iter().map(f)))
+    };
+    match f {
+        0 => ints(&|p| p.pair_id),
+        1 => Arc::new(StringArray::from_iter_values(
+            c.iter().map(|p| &users[p.user as usize]),
+        )),
+        2 => Arc::new(StringArray::from_iter_values(
+            c.iter().map(|p| &sessions[p.session as usize]),
+        )),
+        3 => i64_list(c.iter().map(|p| &p.prefix[..])),
+        4 => ints(&|p| i64::from(p.label)),
+        5 => ints(&|p| p.label_ts),
+        6 => ints(&|p| p.prefix.len() as i64),
+        _ => unreachable!("the pair files have {} fields", PAIR_FIELDS.len()),
     }
-    let ids = range.clone().map(|i| rows.episode_id(i));
-    let users = range.map(|i| rows.user_id(i));
-    batch(
-        path,
-        vec![
-            ("episode_id", Arc::new(Int64Array::from_iter_values(ids))),
-            ("user_id", Arc::new(StringArray::from_iter_values(users))),
-            ("support_prefixes", Arc::new(s.prefixes.finish())),
-            ("support_labels", Arc::new(s.labels.finish())),
-            ("query_prefixes", Arc::new(q.prefixes.finish())),
-            ("query_labels", Arc::new(q.labels.finish())),
-            ("support_label_ts", Arc::new(s.times.finish())),
-            ("query_label_ts", Arc::new(q.times.finish())),
-        ],
-    )
 }
 
 /// Pairs `c` as one record batch of upstream's pair columns.
@@ -187,24 +282,77 @@ fn pair_batch(
     users: &[String],
     sessions: &[String],
 ) -> Result<RecordBatch> {
-    let ints = |f: &dyn Fn(&Pair) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(c.iter().map(f)))
-    };
-    let user = c.iter().map(|p| &users[p.user as usize]);
-    let session = c.iter().map(|p| &sessions[p.session as usize]);
-    batch(
-        path,
-        vec![
-            ("pair_id", ints(&|p| p.pair_id)),
-            ("user_id", Arc::new(StringArray::from_iter_values(user))),
-            (
-                "session_id",
-                Arc::new(StringArray::from_iter_values(session)),
-            ),
-            ("prefix", i64_list(c.iter().map(|p| &p.prefix[..]))),
-            ("label", ints(&|p| i64::from(p.label))),
-            ("label_ts_epoch", ints(&|p| p.label_ts)),
-            ("prefix_len", ints(&|p| p.prefix.len() as i64)),
-        ],
-    )
+    let cols = (PAIR_FIELDS.iter().enumerate())
+        .map(|(f, &name)| (name, pair_column(c, users, sessions, f)))
+        .collect();
+    batch(path, cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::episodes::read_episodes;
+
+    /// `n` episodes with prefixes of varied lengths, with label times or without.
+    fn episodes(n: usize, times: bool) -> Vec<Episode> {
+        let prefixes = |i: usize, m: usize| -> Vec<Vec<u32>> {
+            (0..m)
+                .map(|j| {
+                    (0..(i * 7 + j) % 13 + 1)
+                        .map(|x| (x + i + j) as u32 % 97 + 1)
+                        .collect()
+                })
+                .collect()
+        };
+        (0..n)
+            .map(|i| Episode {
+                episode_id: i as i64,
+                user_id: format!("u{}", i / 3),
+                support_prefixes: prefixes(i, 2),
+                support_labels: vec![i as u32 % 89 + 1, 2],
+                query_prefixes: prefixes(i + 1, 3),
+                query_labels: vec![3, i as u32 % 83 + 1, 4],
+                support_label_ts: times.then(|| vec![i as i64, i as i64 + 1]),
+                query_label_ts: times.then(|| vec![i as i64 + 2, i as i64 + 3, i as i64 + 4]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_written_in_parallel_give_the_arrow_writers_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, times) in [(5 * BATCH + 17, true), (BATCH - 1, false), (1, true)] {
+            let eps = episodes(n, times);
+            // Row groups of two batches, so that several are written.
+            let props = || {
+                WriterProperties::into_builder(writer_properties())
+                    .set_max_row_group_row_count(Some(2 * BATCH))
+                    .build()
+            };
+            let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+            let batches = (0..n)
+                .step_by(BATCH)
+                .map(|s| episode_batch(&a, &eps[..], s..(s + BATCH).min(n)).unwrap());
+            let schema = episode_batch(&a, &eps[..], 0..n.min(BATCH))
+                .unwrap()
+                .schema();
+            let mut w =
+                ArrowWriter::try_new(File::create(&a).unwrap(), schema.clone(), Some(props()))
+                    .unwrap();
+            for batch in batches {
+                w.write(&batch).unwrap();
+            }
+            w.close().unwrap();
+            write_columns(&b, props(), schema, n, |f, r| {
+                Ok(episode_column(&eps[..], f, r))
+            })
+            .unwrap();
+            let (a, b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            assert!(a == b, "{n} rows: {} and {} bytes differ", a.len(), b.len());
+            // And the episodes read back are the ones written.
+            let path = dir.path().join("c.parquet");
+            write_episodes(&path, &eps).unwrap();
+            assert_eq!(read_episodes(&path, None).unwrap().episodes, eps);
+        }
+    }
 }
