@@ -314,3 +314,96 @@ fn resumed_run_ends_with_the_same_bytes() {
     let w1 = read_tensors(&full.join("checkpoints/iter_000006.safetensors"))["params"].clone();
     assert!(rel_err(&w1, &w0) > 1e-4);
 }
+
+#[test]
+fn a_resume_takes_the_same_warm_start_weights_from_another_path() {
+    let case = "equal-wide";
+    let dir = fixture_dir(case);
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = empty_config(tmp.path());
+    let weights = |name: &str| {
+        let p = tmp.path().join(name);
+        std::fs::copy(dir.join("weights.safetensors"), &p).unwrap();
+        p
+    };
+    let run = |name: &str, pretrained: &Path, extra: &[&str]| {
+        let mut sets = fixture_sets(case, &exp);
+        sets.extend([
+            "maml.num_meta_iterations=6".to_string(),
+            "maml.checkpoint_every=2".into(),
+            "maml.inner_lr=0.1".into(),
+            format!("warmstart.pretrained_path={}", pretrained.display()),
+        ]);
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "train".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ];
+        args.extend(["--out".into(), out.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let res = Command::new(env!("CARGO_BIN_EXE_recmaml"))
+            .args(with_sets(args, &sets))
+            .output()
+            .unwrap();
+        (out, res)
+    };
+    let (full, res) = run("full", &weights("a.safetensors"), &[]);
+    assert!(res.status.success());
+    // Interrupted, then its warm-start file moved: the resume finds the same weights there and
+    // ends with the uninterrupted run's bytes.
+    let b = weights("b.safetensors");
+    let (part, res) = run("part", &b, &["--stop-after", "3"]);
+    assert!(res.status.success() && !part.join("final.safetensors").exists());
+    let moved = tmp.path().join("moved.safetensors");
+    std::fs::rename(&b, &moved).unwrap();
+    let (_, res) = run("part", &moved, &["--resume"]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        res.status.success() && err.contains("resumed from"),
+        "{err}"
+    );
+    let f = "final.safetensors";
+    let (x, y) = (full.join(f), part.join(f));
+    assert!(
+        std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+        "{f} differs"
+    );
+    // Other weights at the new path are refused, naming the setting; the folder is untouched.
+    let (other, res) = run("other", &weights("c.safetensors"), &["--stop-after", "3"]);
+    assert!(res.status.success());
+    let changed = tmp.path().join("d.safetensors");
+    let mut bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&changed, bytes).unwrap();
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&other);
+    let (_, res) = run("other", &changed, &["--resume"]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success(), "{err}");
+    assert!(
+        err.contains("warmstart.pretrained_path") && err.contains("other weights"),
+        "{err}"
+    );
+    assert_eq!(listing(&other), before);
+    // Also at the run's own path.
+    let c = tmp.path().join("c.safetensors");
+    std::fs::copy(&changed, &c).unwrap();
+    let (_, res) = run("other", &c, &["--resume"]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        !res.status.success() && err.contains("holds other weights"),
+        "{err}"
+    );
+    assert_eq!(listing(&other), before);
+}

@@ -6,7 +6,7 @@ use super::out_dir::{checkpoint_path, clean_up_failed_run, latest_checkpoint, pr
 use super::report::{report, results, write_json, TrainResults};
 use super::run_data::{initial_params, RunData};
 use super::setup::{inner_loop, make_backend, outer_config};
-use super::state::TrainState;
+use super::state::{weights_digest, TrainState};
 use crate::backend::{Backend, InnerLoop, MetaStepStats, OuterConfig, Task};
 use crate::checkpoint;
 use crate::config::Config;
@@ -53,6 +53,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
     let run = RunData::load(cfg)?;
     let layout = ParamLayout::new(run.dims);
     let theta0 = initial_params(cfg, run.warm_start.as_ref(), &layout)?;
+    let warm_digest = run.warm_start.is_some().then(|| weights_digest(&theta0));
     // Residual warm-start: the pretrained weights stay as they were loaded, as the anchor that
     // the delta θ − θ_pre is measured from (also on resume, which restores θ afterwards).
     let anchor = (cfg.warmstart.residual_l2 > 0.0).then(|| theta0.clone());
@@ -68,7 +69,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         inner: inner_loop(cfg),
         outer: outer_config(cfg),
         backend,
-        state: TrainState::fresh(cfg),
+        state: TrainState::fresh(cfg, warm_digest.clone()),
+        warm_digest,
         last_good: None,
         prepared: false,
         written: Vec::new(),
@@ -102,6 +104,8 @@ struct Trainer<'a> {
     prepared: bool,
     /// The files besides checkpoints this run wrote into the output folder.
     written: Vec<PathBuf>,
+    /// The digest of the warm-start weights, if any (see [`weights_digest`]).
+    warm_digest: Option<String>,
 }
 
 impl Trainer<'_> {
@@ -118,7 +122,8 @@ impl Trainer<'_> {
         };
         if let Some((_, path)) = &resumed_from {
             let backend = self.backend.as_mut();
-            self.state = TrainState::restore(path, self.cfg, &self.layout, backend)?;
+            let digest = self.warm_digest.clone();
+            self.state = TrainState::restore(path, self.cfg, &self.layout, backend, digest)?;
         }
         prepare_out_dir(out, self.opts.resume, self.opts.force)?;
         self.prepared = true;

@@ -61,6 +61,10 @@ struct CheckpointMeta {
     history: History,
     config: Config,
     run_tag: String,
+    /// [`weights_digest`] of the warm-start weights the run started from (absent for a cold
+    /// start, and in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    warm_start_digest: Option<String>,
 }
 
 /// The mutable state of a run between iterations.
@@ -72,11 +76,28 @@ pub(super) struct TrainState {
     pub(super) best_iteration: Option<u64>,
     pub(super) best_params: Option<Vec<f32>>,
     pub(super) run_tag: String,
+    /// [`weights_digest`] of the warm-start weights, if any.
+    pub(super) warm_start_digest: Option<String>,
+}
+
+/// A digest of weights (FNV-1a, 64 bits, over their count and the bits of each value): whether a
+/// warm-start file at another path holds the weights a run started from. Stable across builds
+/// and machines; not a defence against a crafted file.
+pub(super) fn weights_digest(params: &[f32]) -> String {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let count = (params.len() as u64).to_le_bytes();
+    let bytes = params.iter().flat_map(|v| v.to_bits().to_le_bytes());
+    for b in count.into_iter().chain(bytes) {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    format!("fnv1a64:{h:016x}:{}", params.len())
 }
 
 impl TrainState {
-    /// The state before the first iteration of a new run.
-    pub(super) fn fresh(cfg: &Config) -> Self {
+    /// The state before the first iteration of a new run (`warm_start_digest`: see
+    /// [`weights_digest`]).
+    pub(super) fn fresh(cfg: &Config, warm_start_digest: Option<String>) -> Self {
         TrainState {
             iteration: 0,
             rng: Rng::new(cfg.run.seed),
@@ -85,6 +106,7 @@ impl TrainState {
             best_iteration: None,
             best_params: None,
             run_tag: run_tag(),
+            warm_start_digest,
         }
     }
 
@@ -108,6 +130,7 @@ impl TrainState {
             history: self.history.clone(),
             config: cfg.clone(),
             run_tag: self.run_tag.clone(),
+            warm_start_digest: self.warm_start_digest.clone(),
         };
         let meta_json = serde_json::to_string(&meta)
             .map_err(|e| Error::Other(format!("serialising checkpoint state: {e}")))?;
@@ -124,18 +147,19 @@ impl TrainState {
         checkpoint::save_safetensors(path, &tensors, &metadata)
     }
 
-    /// Reads the checkpoint `path`, checks that `cfg` may continue it, and sets the backend's θ
-    /// and Adam state from it.
+    /// Reads the checkpoint `path`, checks that `cfg` may continue it (with warm-start weights of
+    /// digest `warm_start_digest`), and sets the backend's θ and Adam state from it.
     pub(super) fn restore(
         path: &Path,
         cfg: &Config,
         layout: &ParamLayout,
         backend: &mut dyn Backend,
+        warm_start_digest: Option<String>,
     ) -> Result<Self> {
         let ck = checkpoint::load_tensors_f32(path)?;
         let meta: CheckpointMeta = serde_json::from_str(ck.meta("recmaml_state")?)
             .map_err(|e| Error::checkpoint(path, format!("bad training state: {e}")))?;
-        check_resumable(path, &meta, cfg)?;
+        check_resumable(path, &meta, cfg, warm_start_digest.as_deref())?;
         let p = [layout.len];
         backend.set_params(ck.get("params", &p)?)?;
         backend.set_adam(&AdamState {
@@ -151,6 +175,7 @@ impl TrainState {
             best_iteration: meta.best_iteration,
             best_params: best_params(&ck, &p)?,
             run_tag: meta.run_tag,
+            warm_start_digest,
         })
     }
 }
@@ -164,15 +189,40 @@ fn best_params(ck: &TensorsF32, shape: &[usize]) -> Result<Option<Vec<f32>>> {
 }
 
 /// Refuses to continue the checkpoint `path` under `cfg` when a key other than those a resume may
-/// change differs, or when the run would already be past its end.
-fn check_resumable(path: &Path, meta: &CheckpointMeta, cfg: &Config) -> Result<()> {
-    let refused: Vec<String> = meta
+/// change differs, or when the run would already be past its end. The warm-start file may have
+/// moved (`warmstart.pretrained_path` changed) when the checkpoint recorded the digest of its
+/// weights and `warm_start_digest`, the digest of the weights at the new path, is the same; other
+/// weights than those recorded are refused at any path.
+fn check_resumable(
+    path: &Path,
+    meta: &CheckpointMeta,
+    cfg: &Config,
+    warm_start_digest: Option<&str>,
+) -> Result<()> {
+    const PRETRAINED: &str = "warmstart.pretrained_path";
+    let recorded = meta.warm_start_digest.as_deref();
+    let other_weights =
+        recorded.is_some() && warm_start_digest.is_some_and(|d| Some(d) != recorded);
+    let moved = recorded.is_some() && !other_weights;
+    let mut refused: Vec<String> = meta
         .config
         .differences(cfg)
         .into_iter()
-        .filter(|d| !may_change_on_resume(&d.key))
-        .map(|d| format!("{} = {} there, {} now", d.key, d.this, d.other))
+        .filter(|d| !(may_change_on_resume(&d.key) || (moved && d.key == PRETRAINED)))
+        .map(|d| match d.key == PRETRAINED && other_weights {
+            true => format!(
+                "{} = {} there, {} now (other weights than the run started from)",
+                d.key, d.this, d.other
+            ),
+            false => format!("{} = {} there, {} now", d.key, d.this, d.other),
+        })
         .collect();
+    if other_weights && !refused.iter().any(|r| r.starts_with(PRETRAINED)) {
+        refused.push(format!(
+            "{PRETRAINED} = {:?} holds other weights than the run started from",
+            cfg.warmstart.pretrained_path
+        ));
+    }
     if !refused.is_empty() {
         return Err(Error::checkpoint(
             path,
