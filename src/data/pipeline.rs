@@ -621,6 +621,8 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
     let n_val = (((n * cfg.split[1]) + 1e-9).floor() as usize).min(with_pairs.len() - n_train);
     let bounds = [0, n_train, n_train + n_val, with_pairs.len()];
 
+    // Each user's pairs by label time (stable: ties in session order).
+    (user_pairs.par_iter_mut()).for_each(|up| up.sort_by_key(|p| p.label_ts));
     let mut pairs: [Vec<Pair>; 3] = Default::default();
     let mut windows: [Vec<usize>; 3] = Default::default();
     let mut splits: [SplitCounts; 3] = Default::default();
@@ -632,7 +634,6 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
         c.users = users.len();
         for &u in &users {
             let mut up = std::mem::take(&mut user_pairs[u as usize]);
-            up.sort_by_key(|p| p.label_ts);
             for p in &mut up {
                 p.pair_id = next_pair_id;
                 next_pair_id += 1;

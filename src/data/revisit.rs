@@ -7,6 +7,7 @@
 //!   labels; among the support labels or the items of the support prefixes (as stored, after the
 //!   cut to `max_prefix_len`); and among the items of the query pair's own prefix.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -60,8 +61,25 @@ impl QueryOverlap {
     /// Over the episodes of one split: `pair(i)` is the (prefix, label) of the split's pair `i`;
     /// `windows` are the indices of each episode's first pair; the K+Q pairs from there on are
     /// the episode, support first.
+    /// The episodes are counted in blocks on rayon's threads, and the counts added.
     pub fn of<'a>(
-        pair: impl Fn(usize) -> (&'a [u32], u32),
+        pair: impl Fn(usize) -> (&'a [u32], u32) + Sync,
+        windows: &[usize],
+        k: usize,
+        q: usize,
+    ) -> Self {
+        (windows.par_chunks(4096))
+            .map(|w| Self::of_block(&pair, w, k, q))
+            .reduce(QueryOverlap::default, |a, b| QueryOverlap {
+                query_labels: a.query_labels + b.query_labels,
+                in_support_labels: a.in_support_labels + b.in_support_labels,
+                in_support: a.in_support + b.in_support,
+                in_own_prefix: a.in_own_prefix + b.in_own_prefix,
+            })
+    }
+
+    fn of_block<'a>(
+        pair: &impl Fn(usize) -> (&'a [u32], u32),
         windows: &[usize],
         k: usize,
         q: usize,
