@@ -42,7 +42,12 @@ fn digits(b: &[u8]) -> Option<u32> {
 /// `HH:MM[:SS[.fff]]`, optionally followed by `Z` or `±HH[:MM]`. Without an offset the time is
 /// taken as UTC. Fractions of a second are dropped. Returns Unix seconds.
 pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
-    let midnight = parse_date(s.get(..10)?)?;
+    parse_iso8601_with(s, parse_date)
+}
+
+/// [`parse_iso8601`], the date's midnight from `date` (given `YYYY-MM-DD`'s ten bytes).
+fn parse_iso8601_with(s: &[u8], date: impl FnOnce(&[u8]) -> Option<i64>) -> Option<i64> {
+    let midnight = date(s.get(..10)?)?;
     let rest = &s[10..];
     if rest.is_empty() {
         return Some(midnight);
@@ -128,6 +133,34 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 /// Parses Unix seconds (an integer, or a decimal whose fraction is dropped) or, failing that, an
 /// ISO 8601 date-time.
 pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+    parse_timestamp_with(s, parse_date)
+}
+
+/// [`parse_timestamp`] for a stream of timestamps that mostly share their date with the one
+/// before: the last date's midnight is kept, so that the calendar is worked out once per date.
+#[derive(Default)]
+pub struct TimestampParser {
+    last: Option<([u8; 10], i64)>,
+}
+
+impl TimestampParser {
+    /// What [`parse_timestamp`] gives for `s`.
+    #[inline]
+    pub fn parse(&mut self, s: &[u8]) -> Option<i64> {
+        parse_timestamp_with(s, |d| match self.last {
+            Some((key, midnight)) if key[..] == *d => Some(midnight),
+            _ => {
+                let midnight = parse_date(d)?;
+                self.last = Some((d.try_into().ok()?, midnight));
+                Some(midnight)
+            }
+        })
+    }
+}
+
+/// [`parse_timestamp`], ISO dates' midnights from `date`.
+#[inline]
+fn parse_timestamp_with(s: &[u8], date: impl FnOnce(&[u8]) -> Option<i64>) -> Option<i64> {
     let s = s.trim_ascii();
     let (neg, body) = match s.first() {
         Some(b'-') => (true, &s[1..]),
@@ -145,12 +178,38 @@ pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
             return Some(if neg { -v } else { v });
         }
     }
-    parse_iso8601(s)
+    parse_iso8601_with(s, date)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parser_that_keeps_the_last_date_parses_as_parse_timestamp() {
+        let stream: [&[u8]; 14] = [
+            b"2017-02-28T23:59:59",
+            b"2017-02-28T00:00:01Z",
+            b"2017-02-28 12:00",
+            b"2017-02-28T25:00:00",
+            b"2017-02-28",
+            b"2017-02-29T00:00:00",
+            b"2017-02-28T10:00:00+02:00",
+            b"1488013987",
+            b"2017-02-28T10:00:00",
+            b"2016-02-29T10:00:00",
+            b"2017-02-28X10:00:00",
+            b"2017-02-2",
+            b" 2016-02-29T10:00:01 ",
+            b"2016-02-29T10:00:0",
+        ];
+        let mut p = TimestampParser::default();
+        let got: Vec<_> = stream.iter().map(|s| p.parse(s)).collect();
+        let want: Vec<_> = stream.iter().map(|s| parse_timestamp(s)).collect();
+        assert_eq!(got, want);
+        // Both kinds of failure and success are in the stream.
+        assert_eq!(want.iter().filter(|t| t.is_none()).count(), 5, "{want:?}");
+    }
 
     #[test]
     fn iso_and_unix_agree() {

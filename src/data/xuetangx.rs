@@ -11,7 +11,7 @@
 
 use super::events::{Event, EventLog, LogBuilder};
 use super::json::Scanner;
-use super::time::parse_timestamp;
+use super::time::{parse_timestamp, TimestampParser};
 use crate::error::{Error, Result};
 use crate::util::Progress;
 use std::fs::File;
@@ -219,6 +219,7 @@ fn courses(
 ) -> Result<bool> {
     let mut etype = Vec::new();
     let mut scratch = Vec::new();
+    let mut dates = TimestampParser::default();
     while sc.more(b']', &mut first_course)? {
         place.course_no += 1;
         place.in_course = true;
@@ -252,7 +253,7 @@ fn courses(
                 while sc.more(b']', &mut first_event)? {
                     place.event_no += 1;
                     place.depth = 4;
-                    let ts = match simple_event(sc)? {
+                    let ts = match simple_event(sc, &mut dates)? {
                         Some(ts) => ts,
                         None => event(sc, &mut etype, &mut scratch)?,
                     };
@@ -286,7 +287,10 @@ fn courses(
 /// kept event, `None` for one that is not kept); `None`, nothing consumed, for any other layout
 /// or a kept event whose timestamp does not parse, which [`event`] then reads (and reports).
 #[inline]
-fn simple_event(sc: &mut Scanner<File>) -> Result<Option<Option<i64>>> {
+fn simple_event(
+    sc: &mut Scanner<File>,
+    dates: &mut TimestampParser,
+) -> Result<Option<Option<i64>>> {
     if sc.peek()? != Some(b'[') {
         return Ok(None);
     }
@@ -319,7 +323,7 @@ fn simple_event(sc: &mut Scanner<File>) -> Result<Option<Option<i64>>> {
         return Ok(None);
     }
     let ts = if is_kept(&w[2..t_end]) {
-        match parse_timestamp(&w[v_open + 1..v_end]) {
+        match dates.parse(&w[v_open + 1..v_end]) {
             Some(ts) => Some(ts),
             None => return Ok(None),
         }
