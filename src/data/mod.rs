@@ -3,6 +3,7 @@
 
 pub mod episodes;
 pub mod events;
+mod grouping;
 pub mod intern;
 pub mod json;
 pub mod pipeline;

@@ -20,6 +20,7 @@
 //!   split how many query labels the support set or the query's own prefix shows.
 
 use super::events::{EventLog, NO_SESSION};
+use super::grouping::{group_events, Grouped};
 use super::revisit::{FirstTouch, QueryOverlap};
 use super::Episode;
 use crate::error::{Error, Result};
@@ -257,94 +258,6 @@ fn vocabulary(log: &EventLog) -> (Vec<String>, Vec<u32>) {
         .map(|&i| log.items[i as usize].clone())
         .collect();
     (vocab, remap)
-}
-
-/// Events grouped by base session (the input's session, or the user), input order kept inside a
-/// group, and the groups of each user side by side (users in id order, a user's groups in group
-/// order), so that a range of users owns a contiguous range of events.
-struct Grouped {
-    /// (ts, item id) of every event.
-    events: Vec<(i64, u32)>,
-    /// Events per group.
-    len: Vec<usize>,
-    /// The user of each group.
-    user: Vec<u32>,
-    /// The non-empty groups, user by user.
-    order: Vec<u32>,
-    /// User `u`'s groups are `order[user_groups[u]..user_groups[u + 1]]`.
-    user_groups: Vec<usize>,
-    /// User `u`'s events are `events[user_events[u]..user_events[u + 1]]`.
-    user_events: Vec<usize>,
-}
-
-/// Exclusive prefix sums of `counts`, with the total appended.
-fn offsets(counts: impl IntoIterator<Item = usize>) -> Vec<usize> {
-    let mut out = vec![0];
-    let mut sum = 0;
-    for c in counts {
-        sum += c;
-        out.push(sum);
-    }
-    out
-}
-
-/// Groups the events with counting sorts.
-fn group_events(log: &EventLog, remap: &[u32]) -> Grouped {
-    let has_sessions = log.events.first().is_some_and(|e| e.session != NO_SESSION);
-    let n_groups = if has_sessions {
-        log.sessions.len()
-    } else {
-        log.users.len()
-    };
-    let key = |e: &super::events::Event| {
-        if has_sessions {
-            e.session as usize
-        } else {
-            e.user as usize
-        }
-    };
-    let n_users = log.users.len();
-    let mut len = vec![0usize; n_groups];
-    let mut user = vec![0u32; n_groups];
-    let mut per_user = vec![0usize; n_users];
-    for e in &log.events {
-        len[key(e)] += 1;
-        user[key(e)] = e.user;
-        per_user[e.user as usize] += 1;
-    }
-    let user_events = offsets(per_user);
-    let mut groups_of = vec![0usize; n_users];
-    for g in (0..n_groups).filter(|&g| len[g] > 0) {
-        groups_of[user[g] as usize] += 1;
-    }
-    let user_groups = offsets(groups_of);
-    let mut fill = user_groups.clone();
-    let mut order = vec![0u32; user_groups[n_users]];
-    for g in (0..n_groups).filter(|&g| len[g] > 0) {
-        let u = user[g] as usize;
-        order[fill[u]] = g as u32;
-        fill[u] += 1;
-    }
-    let mut at = vec![0usize; n_groups];
-    let mut next = 0;
-    for &g in &order {
-        at[g as usize] = next;
-        next += len[g as usize];
-    }
-    let mut events = vec![(0i64, 0u32); log.events.len()];
-    for e in &log.events {
-        let g = key(e);
-        events[at[g]] = (e.ts, remap[e.item as usize]);
-        at[g] += 1;
-    }
-    Grouped {
-        events,
-        len,
-        user,
-        order,
-        user_groups,
-        user_events,
-    }
 }
 
 /// One user's pairs and counts from all of its groups. Until the sessions are numbered, a pair's
@@ -694,76 +607,5 @@ fn user_windows(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::data::events::Event;
-
-    /// 40 users with up to 3 sessions each, items and times from a small generator, with ties in
-    /// time, repeats of an item and sessions that give no pair; with and without session names.
-    fn log(with_sessions: bool) -> EventLog {
-        let mut rng = Rng::new(7);
-        let mut log = EventLog {
-            users: (0..40).map(|u| format!("user{u}")).collect(),
-            items: (0..30).map(|i| format!("item{i}")).collect(),
-            events_read: 0,
-            ..Default::default()
-        };
-        for round in 0..600 {
-            let user = rng.below(40) as u32;
-            let session = match with_sessions {
-                true => {
-                    let name = format!("s{user}-{}", rng.below(3));
-                    match log.sessions.iter().position(|s| *s == name) {
-                        Some(i) => i as u32,
-                        None => {
-                            log.sessions.push(name);
-                            log.sessions.len() as u32 - 1
-                        }
-                    }
-                }
-                false => NO_SESSION,
-            };
-            log.events.push(Event {
-                user,
-                session,
-                item: rng.below(12) as u32 + u32::from(round % 5 == 0) * 12,
-                ts: 1_000 + (rng.below(400) as i64) * 30,
-            });
-        }
-        log.events_read = log.events.len() as u64;
-        log
-    }
-
-    #[test]
-    fn the_result_does_not_depend_on_the_chunks() {
-        for with_sessions in [true, false] {
-            for gap in [None, Some(900)] {
-                let cfg = PipelineConfig {
-                    k: 2,
-                    q: 3,
-                    max_prefix_len: 4,
-                    session_gap: gap,
-                    ..Default::default()
-                };
-                let one = run_in_chunks(log(with_sessions), &cfg, 1).unwrap();
-                let st = &one.stages;
-                assert!(
-                    st.sessions >= 40 && st.pairs_dropped_same_time > 0 && st.pairs_revisit > 0
-                );
-                assert!(
-                    one.windows.iter().all(|w| !w.is_empty()),
-                    "{:?}",
-                    one.splits
-                );
-                let one = format!("{one:?}");
-                for n in [2, 7, 64] {
-                    let many = format!("{:?}", run_in_chunks(log(with_sessions), &cfg, n).unwrap());
-                    assert_eq!(
-                        many, one,
-                        "{n} chunks, sessions {with_sessions}, gap {gap:?}"
-                    );
-                }
-            }
-        }
-    }
-}
+#[path = "pipeline_tests.rs"]
+mod tests;
