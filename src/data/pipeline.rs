@@ -265,7 +265,6 @@ fn vocabulary(log: &EventLog) -> (Vec<String>, Vec<u32>) {
 struct UserPass {
     user: u32,
     pairs: Vec<Pair>,
-    events: usize,
     sessions: usize,
 }
 
@@ -301,7 +300,6 @@ fn chunk_pass(
         let mut pass = UserPass {
             user,
             pairs: Vec::new(),
-            events: 0,
             sessions: 0,
         };
         touch.clear();
@@ -319,7 +317,6 @@ fn chunk_pass(
             );
             at += len;
             out.pieces.extend((0..n as u32).map(|k| (group, k)));
-            pass.events += len;
             pass.sessions += n;
             out.candidates += cand;
             out.dropped += dropped;
@@ -481,8 +478,10 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
         }
     });
     drop(first_session);
+    let user_events: Vec<usize> = (grouped.user_events.windows(2))
+        .map(|w| w[1] - w[0])
+        .collect();
     drop(grouped);
-    let mut user_events = vec![0usize; n_users];
     let mut user_sessions = vec![0usize; n_users];
     let mut user_pairs: Vec<Vec<Pair>> = vec![Vec::new(); n_users];
     for c in chunks {
@@ -490,7 +489,6 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
         stages.pairs_dropped_same_time += c.dropped;
         stages.pairs_revisit += c.revisits;
         for u in c.users {
-            user_events[u.user as usize] = u.events;
             user_sessions[u.user as usize] = u.sessions;
             user_pairs[u.user as usize] = u.pairs;
         }

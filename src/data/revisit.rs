@@ -61,6 +61,7 @@ impl QueryOverlap {
     /// Over the episodes of one split: `pair(i)` is the (prefix, label) of the split's pair `i`;
     /// `windows` are the indices of each episode's first pair; the K+Q pairs from there on are
     /// the episode, support first.
+    ///
     /// The episodes are counted in blocks on rayon's threads, and the counts added.
     pub fn of<'a>(
         pair: impl Fn(usize) -> (&'a [u32], u32) + Sync,

@@ -69,8 +69,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainResults> {
         inner: inner_loop(cfg),
         outer: outer_config(cfg),
         backend,
-        state: TrainState::fresh(cfg, warm_digest.clone()),
-        warm_digest,
+        state: TrainState::fresh(cfg, warm_digest),
         last_good: None,
         prepared: false,
         written: Vec::new(),
@@ -104,8 +103,6 @@ struct Trainer<'a> {
     prepared: bool,
     /// The files besides checkpoints this run wrote into the output folder.
     written: Vec<PathBuf>,
-    /// The digest of the warm-start weights, if any (see [`weights_digest`]).
-    warm_digest: Option<String>,
 }
 
 impl Trainer<'_> {
@@ -122,7 +119,7 @@ impl Trainer<'_> {
         };
         if let Some((_, path)) = &resumed_from {
             let backend = self.backend.as_mut();
-            let digest = self.warm_digest.clone();
+            let digest = self.state.warm_start_digest.clone();
             self.state = TrainState::restore(path, self.cfg, &self.layout, backend, digest)?;
         }
         prepare_out_dir(out, self.opts.resume, self.opts.force)?;

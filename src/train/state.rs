@@ -209,12 +209,12 @@ fn check_resumable(
         .differences(cfg)
         .into_iter()
         .filter(|d| !(may_change_on_resume(&d.key) || (moved && d.key == PRETRAINED)))
-        .map(|d| match d.key == PRETRAINED && other_weights {
-            true => format!(
-                "{} = {} there, {} now (other weights than the run started from)",
-                d.key, d.this, d.other
-            ),
-            false => format!("{} = {} there, {} now", d.key, d.this, d.other),
+        .map(|d| {
+            let note = match d.key == PRETRAINED && other_weights {
+                true => " (other weights than the run started from)",
+                false => "",
+            };
+            format!("{} = {} there, {} now{note}", d.key, d.this, d.other)
         })
         .collect();
     if other_weights && !refused.iter().any(|r| r.starts_with(PRETRAINED)) {

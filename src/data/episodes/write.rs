@@ -38,8 +38,7 @@ pub fn write_episode_rows<E: EpisodeRows + ?Sized>(path: &Path, rows: &E) -> Res
     }
     // The first batch's schema, as `ArrowWriter` takes it: a field is nullable if it holds a null.
     let schema = episode_batch(path, rows, 0..n.min(BATCH))?.schema();
-    let props = writer_properties();
-    write_columns(path, props, schema, n, |f, r| {
+    write_columns(path, writer_properties(), schema, n, |f, r| {
         Ok(episode_column(rows, f, r))
     })
 }
@@ -64,8 +63,9 @@ pub fn write_pairs(
 }
 
 /// Writes `n` rows (at least one) of a file whose field `f` holds `column(f, range)` for rows
-/// `range`, with `props`: the bytes [`ArrowWriter`] gives for the same batches of [`BATCH`] rows (row groups
-/// and pages cut at the same rows), but the columns of each row group are encoded in parallel.
+/// `range`, with `props`: the bytes [`ArrowWriter`] gives for the same batches of [`BATCH`] rows
+/// (row groups and pages cut at the same rows), but each row group's columns are encoded in
+/// parallel.
 fn write_columns(
     path: &Path,
     props: WriterProperties,
