@@ -8,6 +8,7 @@ use super::json::UTF8_BOM;
 use super::time::parse_timestamp;
 use crate::error::{Error, Result};
 use crate::util::Progress;
+use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -75,20 +76,37 @@ impl LogBuilder {
     pub fn push(&mut self, e: Event) {
         self.events.push(e);
     }
-    /// Appends `next`, the builder of the input that follows this one's: its ids are numbered
-    /// on after this builder's, in their order of first appearance, and its events follow, so
-    /// the result is what one builder over both inputs would hold.
-    pub fn append(&mut self, next: LogBuilder) {
-        let users: Vec<u32> = (next.users.into_names().into_iter())
-            .map(|n| self.users.id_owned(n))
+    /// The finished log of this builder's input followed by `next`'s (the builder of the input
+    /// that follows): `next`'s ids keep the numbers this builder gave the same names, the others
+    /// are numbered on after this builder's in their order of first appearance, and `next`'s
+    /// events follow, so the log is the one a single builder over both inputs would give. The
+    /// names are looked up on rayon's threads and the new ones are not inserted anywhere (no
+    /// lookup follows). An error if no event was kept.
+    pub fn finish_with(self, next: LogBuilder, source: &Path) -> Result<EventLog> {
+        let next_users = next.users.into_names();
+        let found = (next_users.par_iter())
+            .map(|n| self.users.lookup(n.as_bytes()))
             .collect();
-        let items: Vec<u32> = (next.items.into_names().into_iter())
-            .map(|n| self.items.id_owned(n))
+        let first_users = self.users.len();
+        let (users, user_names) = number_on(self.users.into_names(), next_users, found);
+        let next_items = next.items.into_names();
+        let found = (next_items.iter())
+            .map(|n| self.items.lookup(n.as_bytes()))
             .collect();
-        let sessions: Vec<u32> = (next.sessions.into_keys())
-            .map(|(u, n)| self.sessions.id_owned(users[u as usize], n))
+        let (items, item_names) = number_on(self.items.into_names(), next_items, found);
+        let (session_users, next_sessions) = next.sessions.into_parts();
+        let found = (session_users.par_iter().zip(&next_sessions))
+            .map(|(&u, n)| {
+                // A user new in `next` has no session in this builder's table.
+                let u = users[u as usize];
+                ((u as usize) < first_users)
+                    .then(|| self.sessions.lookup(u, n.as_bytes()))
+                    .flatten()
+            })
             .collect();
-        self.events.extend(next.events.iter().map(|e| Event {
+        let (sessions, session_names) = number_on(self.sessions.into_names(), next_sessions, found);
+        let mut events = self.events;
+        events.par_extend(next.events.par_iter().map(|e| Event {
             user: users[e.user as usize],
             session: match e.session {
                 NO_SESSION => NO_SESSION,
@@ -97,31 +115,73 @@ impl LogBuilder {
             item: items[e.item as usize],
             ts: e.ts,
         }));
-        self.events_read += next.events_read;
+        log(
+            source,
+            user_names,
+            item_names,
+            session_names,
+            events,
+            self.events_read + next.events_read,
+        )
     }
 
     /// The finished log; an error if no event was kept.
     pub fn finish(self, source: &Path) -> Result<EventLog> {
-        if self.events.is_empty() {
-            let msg = if self.events_read == 0 {
-                "the input has no events".to_string()
-            } else {
-                format!(
-                    "no user left: none of the {} events passed the filter",
-                    self.events_read
-                )
-            };
-            return Err(Error::data(source, None, None, msg));
-        }
-        Ok(EventLog {
-            source: source.to_path_buf(),
-            users: self.users.into_names(),
-            items: self.items.into_names(),
-            sessions: self.sessions.into_names(),
-            events: self.events,
-            events_read: self.events_read,
-        })
+        log(
+            source,
+            self.users.into_names(),
+            self.items.into_names(),
+            self.sessions.into_names(),
+            self.events,
+            self.events_read,
+        )
     }
+}
+
+/// The numbers of a later input's ids, given for each whether an earlier input numbered the same
+/// name (`found`): that number, or else the next free one in order, the name then added to
+/// `names`, the earlier input's names. Gives the numbers and the names of both inputs.
+fn number_on(
+    mut names: Vec<String>,
+    next: Vec<String>,
+    found: Vec<Option<u32>>,
+) -> (Vec<u32>, Vec<String>) {
+    let numbers = (next.into_iter().zip(found))
+        .map(|(name, f)| {
+            f.unwrap_or_else(|| {
+                names.push(name);
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    (numbers, names)
+}
+
+/// The log of what was read; an error if no event was kept.
+fn log(
+    source: &Path,
+    users: Vec<String>,
+    items: Vec<String>,
+    sessions: Vec<String>,
+    events: Vec<Event>,
+    events_read: u64,
+) -> Result<EventLog> {
+    if events.is_empty() {
+        let msg = if events_read == 0 {
+            "the input has no events".to_string()
+        } else {
+            format!("no user left: none of the {events_read} events passed the filter")
+        };
+        return Err(Error::data(source, None, None, msg));
+    }
+    Ok(EventLog {
+        source: source.to_path_buf(),
+        users,
+        items,
+        sessions,
+        events,
+        events_read,
+    })
 }
 
 /// Field separator of a delimited text file.

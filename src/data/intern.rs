@@ -55,12 +55,9 @@ impl Interner {
         }
     }
 
-    /// [`id`](Self::id) of a name already known to be text, taken without a copy if it is new.
-    pub fn id_owned(&mut self, name: String) -> u32 {
-        match self.find(name.as_bytes()) {
-            Ok(i) => i,
-            Err((hash, collision)) => self.insert(hash, collision, name),
-        }
+    /// The number of `key`, if it was interned.
+    pub fn lookup(&self, key: &[u8]) -> Option<u32> {
+        self.find(key).ok()
     }
 
     /// The number of `key`, or its hash and whether that hash is taken by another key.
@@ -128,12 +125,9 @@ impl SessionInterner {
         }
     }
 
-    /// [`id`](Self::id) of a name already known to be text, taken without a copy if it is new.
-    pub fn id_owned(&mut self, user: u32, name: String) -> u32 {
-        match self.find(user, name.as_bytes()) {
-            Ok(i) => i,
-            Err((hash, collision)) => self.insert(hash, collision, user, name),
-        }
+    /// The number of session `name` of `user`, if it was interned.
+    pub fn lookup(&self, user: u32, name: &[u8]) -> Option<u32> {
+        self.find(user, name).ok()
     }
 
     /// The number of the session, or its hash and whether that hash is taken by another key.
@@ -173,9 +167,9 @@ impl SessionInterner {
         self.names
     }
 
-    /// (user number, session name) of every session, in session-number order.
-    pub fn into_keys(self) -> impl Iterator<Item = (u32, String)> {
-        self.users.into_iter().zip(self.names)
+    /// The user number and the name of every session, in session-number order.
+    pub fn into_parts(self) -> (Vec<u32>, Vec<String>) {
+        (self.users, self.names)
     }
 }
 

@@ -91,8 +91,8 @@ pub fn read_xuetangx(path: &Path, quiet: bool) -> Result<EventLog> {
 
 /// [`read_xuetangx`]; a file of at least `split_min` bytes is read in two halves at once when a
 /// course boundary can be found near its middle: this thread reads up to it, another reads the
-/// rest into its own builder, which is then appended (ids numbered on in order of first
-/// appearance, as one pass would). If the first half does not end exactly there (the bytes that
+/// rest into its own builder, whose ids are then numbered on in order of first appearance, as
+/// one pass would number them ([`LogBuilder::finish_with`]). If the first half does not end exactly there (the bytes that
 /// looked like a boundary were inside a string), this thread simply reads on to the end; if the
 /// second half fails on its own, it is read again after the first, so that every error is the
 /// one a single pass gives, with the same line, byte and place.
@@ -107,25 +107,25 @@ fn read_with(path: &Path, quiet: bool, split_min: u64) -> Result<EventLog> {
     let split = (total >= split_min)
         .then(|| find_split(path, total))
         .flatten();
-    let res = std::thread::scope(|s| -> Result<()> {
+    // The second half's builder, when it was read on its own.
+    let res = std::thread::scope(|s| -> Result<Option<LogBuilder>> {
         let second = split.map(|at| s.spawn(move || second_half(path, at)));
         let stopped = parse(&mut sc, &mut b, &mut place, &mut progress, split)?;
         let (Some(at), Some(second)) = (split.filter(|_| stopped), second) else {
-            return Ok(());
+            return Ok(None);
         };
         if let Ok(Ok(next)) = second.join() {
-            b.append(next);
             progress.set(total);
-            return Ok(());
+            return Ok(Some(next));
         }
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         file.seek(SeekFrom::Start(at))
             .map_err(|e| Error::io(path, e))?;
         let mut rest = Scanner::resume(file, path, at, sc.line());
-        courses(&mut rest, &mut b, &mut place, &mut progress, false, None).map(|_| ())
+        courses(&mut rest, &mut b, &mut place, &mut progress, false, None).map(|_| None)
     });
     progress.finish();
-    res.map_err(|e| match e {
+    let next = res.map_err(|e| match e {
         Error::Data {
             file,
             row,
@@ -142,7 +142,10 @@ fn read_with(path: &Path, quiet: bool, split_min: u64) -> Result<EventLog> {
     if sc.offset() == 0 {
         return Err(Error::data(path, None, None, "the input is empty"));
     }
-    b.finish(path)
+    match next {
+        Some(next) => b.finish_with(next, path),
+        None => b.finish(path),
+    }
 }
 
 /// A byte offset near the middle of the file just after `}]` that is followed by `, ["` (spaces

@@ -58,6 +58,23 @@ fn two_halves_read_as_one_pass() {
 }
 
 #[test]
+fn ids_new_in_the_second_half_are_numbered_on_as_one_pass_numbers_them() {
+    // Users first seen after the middle (one per course), beside users of both halves whose
+    // sessions there are partly new.
+    let doc = document(12, |c, k| match k {
+        2 if c >= 5 => format!("late-{c}"),
+        _ => user(c, k),
+    });
+    let (split, two, one) = both(&doc);
+    let at = split.expect("a course boundary after the middle") as usize;
+    let (two, one) = (two.unwrap(), one.unwrap());
+    let first_half = &doc[..at];
+    let late = |names: &[String]| names.iter().filter(|n| n.starts_with("late-")).count();
+    assert!(late(&one.users) >= 3 && !first_half.contains("late-11"));
+    assert_eq!(two, one);
+}
+
+#[test]
 fn a_boundary_inside_a_string_is_read_in_one_pass() {
     // In the course after the middle, a user id that ends like a course boundary.
     let doc = document(8, |c, k| match (c, k) {
