@@ -21,6 +21,14 @@ use std::sync::Arc;
 /// Rows per written record batch.
 const BATCH: usize = 8192;
 
+/// Rows per row group of an episode file: small enough that a large file's long prefix columns
+/// are encoded (and read) in several pieces at once.
+const EPISODE_GROUP_ROWS: usize = 8 * BATCH;
+
+/// Row groups whose columns [`write_columns`] encodes at once (their encoded bytes wait in memory
+/// until the file takes them in order).
+const GROUPS_AT_ONCE: usize = 4;
+
 /// Writes episodes in the schema (`episode_id int64, user_id string, support_prefixes
 /// list<list<int64>>, support_labels list<int64>, query_prefixes list<list<int64>>,
 /// query_labels list<int64>, support_label_ts list<int64>, query_label_ts list<int64>`),
@@ -38,7 +46,10 @@ pub fn write_episode_rows<E: EpisodeRows + ?Sized>(path: &Path, rows: &E) -> Res
     }
     // The first batch's schema, as `ArrowWriter` takes it: a field is nullable if it holds a null.
     let schema = episode_batch(path, rows, 0..n.min(BATCH))?.schema();
-    write_columns(path, writer_properties(), schema, n, |f, r| {
+    let props = WriterProperties::into_builder(writer_properties())
+        .set_max_row_group_row_count(Some(EPISODE_GROUP_ROWS))
+        .build();
+    write_columns(path, props, schema, n, |f, r| {
         Ok(episode_column(rows, f, r))
     })
 }
@@ -64,8 +75,8 @@ pub fn write_pairs(
 
 /// Writes `n` rows (at least one) of a file whose field `f` holds `column(f, range)` for rows
 /// `range`, with `props`: the bytes [`ArrowWriter`] gives for the same batches of [`BATCH`] rows
-/// (row groups and pages cut at the same rows), but each row group's columns are encoded in
-/// parallel.
+/// (row groups and pages cut at the same rows), but the columns of up to [`GROUPS_AT_ONCE`] row
+/// groups are encoded at once, in parallel.
 fn write_columns(
     path: &Path,
     props: WriterProperties,
@@ -79,15 +90,22 @@ fn write_columns(
     debug_assert!(props.max_row_group_bytes().is_none() && group_rows.is_multiple_of(BATCH));
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(werr)?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(werr)?;
-    for (g, first) in (0..n).step_by(group_rows).enumerate() {
-        let rows = first..(first + group_rows).min(n);
-        let writers = factory.create_column_writers(g).map_err(werr)?;
-        // Every field here is one leaf column (no structs), so writers and fields pair up.
-        assert_eq!(writers.len(), schema.fields().len(), "one leaf per field");
-        let chunks: Vec<Result<ArrowColumnChunk>> = writers
+    let fields = schema.fields().len();
+    let groups: Vec<Range<usize>> = (0..n)
+        .step_by(group_rows)
+        .map(|first| first..(first + group_rows).min(n))
+        .collect();
+    for (w, window) in groups.chunks(GROUPS_AT_ONCE).enumerate() {
+        let mut units = Vec::with_capacity(window.len() * fields);
+        for (i, rows) in window.iter().enumerate() {
+            let writers = (factory.create_column_writers(w * GROUPS_AT_ONCE + i)).map_err(werr)?;
+            // Every field here is one leaf column (no structs), so writers and fields pair up.
+            assert_eq!(writers.len(), fields, "one leaf per field");
+            units.extend(writers.into_iter().enumerate().map(|(f, w)| (rows, f, w)));
+        }
+        let chunks: Vec<Result<ArrowColumnChunk>> = units
             .into_par_iter()
-            .enumerate()
-            .map(|(f, mut w)| {
+            .map(|(rows, f, mut w)| {
                 for a in rows.clone().step_by(BATCH) {
                     let array = column(f, a..(a + BATCH).min(rows.end))?;
                     for leaf in compute_leaves(schema.field(f), &array).map_err(werr)? {
@@ -97,11 +115,14 @@ fn write_columns(
                 w.close().map_err(werr)
             })
             .collect();
-        let mut group = file.next_row_group().map_err(werr)?;
-        for chunk in chunks {
-            chunk?.append_to_row_group(&mut group).map_err(werr)?;
+        let mut chunks = chunks.into_iter();
+        for _ in window {
+            let mut group = file.next_row_group().map_err(werr)?;
+            for chunk in chunks.by_ref().take(fields) {
+                chunk?.append_to_row_group(&mut group).map_err(werr)?;
+            }
+            group.close().map_err(werr)?;
         }
-        group.close().map_err(werr)?;
     }
     file.close().map_err(werr)?;
     Ok(())
@@ -321,7 +342,8 @@ mod tests {
     #[test]
     fn columns_written_in_parallel_give_the_arrow_writers_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        for (n, times) in [(5 * BATCH + 17, true), (BATCH - 1, false), (1, true)] {
+        // 9 batches and a few rows: five row groups, more than are encoded at once.
+        for (n, times) in [(9 * BATCH + 17, true), (BATCH - 1, false), (1, true)] {
             let eps = episodes(n, times);
             // Row groups of two batches, so that several are written.
             let props = || {
