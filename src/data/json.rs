@@ -3,6 +3,7 @@
 //! offset for error messages.
 
 use crate::error::{Error, Result};
+use memchr::memchr3;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -175,10 +176,7 @@ impl<R: Read> Scanner<R> {
         out.clear();
         loop {
             let chunk = &self.buf[self.pos..self.end];
-            match chunk
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c == b'\n')
-            {
+            match memchr3(b'"', b'\\', b'\n', chunk) {
                 Some(p) => {
                     out.extend_from_slice(&chunk[..p]);
                     let c = chunk[p];

@@ -14,6 +14,7 @@ use super::json::Scanner;
 use super::time::{parse_timestamp, TimestampParser};
 use crate::error::{Error, Result};
 use crate::util::Progress;
+use memchr::memchr3;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -303,9 +304,7 @@ fn simple_event(
         if w.get(open) != Some(&b'"') {
             return None;
         }
-        let len = w[open + 1..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c == b'\n')?;
+        let len = memchr3(b'"', b'\\', b'\n', &w[open + 1..])?;
         (w[open + 1 + len] == b'"').then_some(open + 1 + len)
     };
     let Some(t_end) = close(1) else {
