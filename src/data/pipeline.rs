@@ -20,7 +20,7 @@
 //!   split how many query labels the support set or the query's own prefix shows.
 
 use super::events::{EventLog, NO_SESSION};
-use super::grouping::{group_events, Grouped};
+use super::grouping::{group_events, sort_by_name, Grouped};
 use super::revisit::{FirstTouch, QueryOverlap};
 use super::Episode;
 use crate::error::{Error, Result};
@@ -524,8 +524,7 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
             ),
         ));
     }
-    let name = |u: &u32| log.users[*u as usize].as_str();
-    with_pairs.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+    sort_by_name(&mut with_pairs, &log.users);
     Rng::new(cfg.seed).shuffle(&mut with_pairs);
     let n = with_pairs.len() as f64;
     let n_train = ((n * cfg.split[0]) + 1e-9).floor() as usize;
@@ -540,7 +539,7 @@ fn run_in_chunks(mut log: EventLog, cfg: &PipelineConfig, n_chunks: usize) -> Re
     let mut next_pair_id = 0i64;
     for s in 0..3 {
         let mut users = with_pairs[bounds[s]..bounds[s + 1]].to_vec();
-        users.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        sort_by_name(&mut users, &log.users);
         let c = &mut splits[s];
         c.users = users.len();
         for &u in &users {
