@@ -5,7 +5,11 @@ use super::rows::{EpisodeRows, Side};
 use crate::data::pipeline::Pair;
 use crate::data::Episode;
 use crate::error::{Error, Result};
-use arrow::array::{ArrayRef, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, Int64Array, Int64Builder, ListArray, ListBuilder, RecordBatch, StringArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::Field;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
@@ -173,15 +177,49 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-fn i64_list<'a>(rows: impl Iterator<Item = &'a [u32]>) -> ArrayRef {
-    let mut b = ListBuilder::new(Int64Builder::new());
-    for v in rows {
-        for &x in v {
-            b.values().append_value(i64::from(x));
-        }
-        b.append(true);
+/// The `list<int64>` array of `rows` of ids, made from its buffers: the array `ListBuilder` over
+/// an `Int64Builder` gives for the same rows (no nulls), without a call per value.
+fn id_list<'a>(rows: impl Iterator<Item = &'a [u32]>) -> ListArray {
+    let mut offsets = vec![0i32];
+    let mut values: Vec<i64> = Vec::new();
+    for r in rows {
+        values.extend(r.iter().map(|&x| i64::from(x)));
+        offsets.push(offset(values.len()));
     }
-    Arc::new(b.finish())
+    list(Arc::new(Int64Array::from(values)), offsets)
+}
+
+/// The `list<list<int64>>` array of `rows` of id lists, as [`id_list`] makes its rows.
+fn id_list_lists<'a, R: Iterator<Item = &'a [u32]>>(rows: impl Iterator<Item = R>) -> ListArray {
+    let mut offsets = vec![0i32];
+    let mut inner = vec![0i32];
+    let mut values: Vec<i64> = Vec::new();
+    for row in rows {
+        for r in row {
+            values.extend(r.iter().map(|&x| i64::from(x)));
+            inner.push(offset(values.len()));
+        }
+        offsets.push(offset(inner.len() - 1));
+    }
+    let inner = list(Arc::new(Int64Array::from(values)), inner);
+    list(Arc::new(inner), offsets)
+}
+
+/// A list offset; more than `i32::MAX` values in one batch is a bug (`ListBuilder` panics too).
+fn offset(n: usize) -> i32 {
+    i32::try_from(n).expect("list offsets fit in i32")
+}
+
+/// A list array without nulls whose items (nullable, named as `ListBuilder` names them) are
+/// `values`.
+fn list(values: ArrayRef, offsets: Vec<i32>) -> ListArray {
+    let item = Field::new_list_field(values.data_type().clone(), true);
+    ListArray::new(
+        Arc::new(item),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        None,
+    )
 }
 
 fn batch(path: &Path, cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
@@ -206,7 +244,7 @@ fn episode_column<E: EpisodeRows + ?Sized>(rows: &E, f: usize, range: Range<usiz
         2 | 3 | 6 => Side::Support,
         _ => Side::Query,
     };
-    let list = || ListBuilder::new(Int64Builder::new());
+    let builder = || ListBuilder::new(Int64Builder::new());
     match f {
         0 => Arc::new(Int64Array::from_iter_values(
             range.map(|i| rows.episode_id(i)),
@@ -214,20 +252,9 @@ fn episode_column<E: EpisodeRows + ?Sized>(rows: &E, f: usize, range: Range<usiz
         1 => Arc::new(StringArray::from_iter_values(
             range.map(|i| rows.user_id(i)),
         )),
-        2 | 4 => {
-            let mut b = ListBuilder::new(list());
-            for i in range {
-                for p in rows.prefixes(i, side) {
-                    let pb = b.values();
-                    pb.values().extend(p.iter().map(|&x| Some(i64::from(x))));
-                    pb.append(true);
-                }
-                b.append(true);
-            }
-            Arc::new(b.finish())
-        }
+        2 | 4 => Arc::new(id_list_lists(range.map(|i| rows.prefixes(i, side)))),
         3 | 5 => {
-            let mut b = list();
+            let mut b = builder();
             for i in range {
                 b.values()
                     .extend(rows.labels(i, side).map(|l| Some(i64::from(l))));
@@ -236,7 +263,7 @@ fn episode_column<E: EpisodeRows + ?Sized>(rows: &E, f: usize, range: Range<usiz
             Arc::new(b.finish())
         }
         6 | 7 => {
-            let mut b = list();
+            let mut b = builder();
             for i in range {
                 match rows.label_ts(i, side) {
                     Some(ts) => {
@@ -288,7 +315,7 @@ fn pair_column(c: &[Pair], users: &[String], sessions: &[String], f: usize) -> A
         2 => Arc::new(StringArray::from_iter_values(
             c.iter().map(|p| &sessions[p.session as usize]),
         )),
-        3 => i64_list(c.iter().map(|p| &p.prefix[..])),
+        3 => Arc::new(id_list(c.iter().map(|p| &p.prefix[..]))),
         4 => ints(&|p| i64::from(p.label)),
         5 => ints(&|p| p.label_ts),
         6 => ints(&|p| p.prefix.len() as i64),
