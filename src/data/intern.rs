@@ -101,11 +101,41 @@ impl Interner {
     }
 }
 
+/// Sessions of one user kept beside it in [`SessionInterner`].
+const INLINE: usize = 2;
+
+/// A slot of [`Beside`] that holds no session.
+const FREE: u32 = u32::MAX;
+
+/// A user's first [`INLINE`] sessions: the hash of each name and its number ([`FREE`] where
+/// unused; slots fill in order). Half a cache line, so one read brings a user's usual sessions.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(32))]
+struct Beside([(u64, u32); INLINE]);
+
+impl Default for Beside {
+    fn default() -> Self {
+        Beside([(0, FREE); INLINE])
+    }
+}
+
+/// Where a session that is not interned would go.
+enum Slot {
+    /// Slot `k` of the user's [`Beside`], with the name's hash.
+    Beside(usize, u64),
+    /// The map of further sessions: the key's hash and whether another key holds it.
+    Further(u64, bool),
+}
+
 /// Numbers sessions, keyed by (user number, session name) so that equal session names of two
-/// users stay two sessions. Looks up by a 64-bit hash of the key without allocating; names are
-/// compared on a hash match, and the rare colliding keys go to a second, exact map.
+/// users stay two sessions. A user's first [`INLINE`] sessions are kept beside the user, found by
+/// the hash of the name (most users have no more, so a look-up reads one record and, for a
+/// session seen before, its name); further ones go to a map by a 64-bit hash of the key. Names
+/// are compared on a hash match, and the rare colliding keys of the map go to a second, exact
+/// one. Nothing allocates but the name of a new session.
 #[derive(Default, Debug)]
 pub struct SessionInterner {
+    beside: Vec<Beside>,
     by_hash: FxHashMap<u64, u32>,
     collided: FxHashMap<(u32, Box<[u8]>), u32>,
     users: Vec<u32>,
@@ -119,9 +149,7 @@ impl SessionInterner {
     pub fn id(&mut self, user: u32, name: &[u8]) -> Result<u32, NotUtf8> {
         match self.find(user, name) {
             Ok(i) => Ok(i),
-            Err((hash, collision)) => {
-                Ok(self.insert(hash, collision, user, utf8(name)?.to_owned()))
-            }
+            Err(slot) => Ok(self.insert(slot, user, utf8(name)?.to_owned())),
         }
     }
 
@@ -130,32 +158,55 @@ impl SessionInterner {
         self.find(user, name).ok()
     }
 
-    /// The number of the session, or its hash and whether that hash is taken by another key.
+    /// The number of the session, or where it would go.
     #[inline]
-    fn find(&self, user: u32, name: &[u8]) -> Result<u32, (u64, bool)> {
+    fn find(&self, user: u32, name: &[u8]) -> Result<u32, Slot> {
         let mut h = FxHasher::default();
-        h.write_u32(user);
         h.write(name);
         h.write_usize(name.len());
+        let name_hash = h.finish();
+        let beside = self.beside.get(user as usize).copied().unwrap_or_default();
+        for (k, &(hash, id)) in beside.0.iter().enumerate() {
+            if id == FREE {
+                return Err(Slot::Beside(k, name_hash));
+            }
+            if hash == name_hash && self.names[id as usize].as_bytes() == name {
+                return Ok(id);
+            }
+        }
+        let mut h = FxHasher::default();
+        h.write_u32(user);
+        h.write_u64(name_hash);
         let hash = h.finish();
         match self.by_hash.get(&hash) {
-            None => Err((hash, false)),
+            None => Err(Slot::Further(hash, false)),
             Some(&id)
                 if self.users[id as usize] == user
                     && self.names[id as usize].as_bytes() == name =>
             {
                 Ok(id)
             }
-            Some(_) => (self.collided.get(&(user, Box::from(name))).copied()).ok_or((hash, true)),
+            Some(_) => (self.collided.get(&(user, Box::from(name))).copied())
+                .ok_or(Slot::Further(hash, true)),
         }
     }
 
-    fn insert(&mut self, hash: u64, collision: bool, user: u32, name: String) -> u32 {
+    fn insert(&mut self, slot: Slot, user: u32, name: String) -> u32 {
         let next = self.names.len() as u32;
-        if collision {
-            self.collided.insert((user, name.as_bytes().into()), next);
-        } else {
-            self.by_hash.insert(hash, next);
+        match slot {
+            Slot::Beside(k, hash) => {
+                let u = user as usize;
+                if self.beside.len() <= u {
+                    self.beside.resize(u + 1, Beside::default());
+                }
+                self.beside[u].0[k] = (hash, next);
+            }
+            Slot::Further(hash, false) => {
+                self.by_hash.insert(hash, next);
+            }
+            Slot::Further(_, true) => {
+                self.collided.insert((user, name.as_bytes().into()), next);
+            }
         }
         self.users.push(user);
         self.names.push(name);
@@ -186,15 +237,43 @@ mod tests {
         assert_eq!(id(0, b"b"), 2);
         assert_eq!(id(0, b"a"), 0);
         assert_eq!(id(1, b"a"), 1);
-        // Force the collision path: a key whose hash slot holds another key.
+        assert_eq!(id(0, b"c"), 3);
+        assert_eq!(id(0, b"d"), 4);
+        assert_eq!(id(1, b"b"), 5);
+        for (u, n, want) in [
+            (0, b"a", 0),
+            (0, b"b", 2),
+            (0, b"c", 3),
+            (0, b"d", 4),
+            (1, b"b", 5),
+        ] {
+            assert_eq!(id(u, n), want);
+        }
+        assert_eq!(s.into_names(), vec!["a", "a", "b", "c", "d", "b"]);
+    }
+
+    /// Sessions beside the user whose name hashes are equal, and further sessions whose map
+    /// slot holds another key, keep distinct numbers.
+    #[test]
+    fn sessions_keep_their_numbers_through_hash_collisions() {
         let mut s = SessionInterner::default();
-        let first = s.id(0, b"x").unwrap();
+        assert_eq!(s.id(0, b"x"), Ok(0));
+        assert_eq!(s.id(0, b"y"), Ok(1));
+        // `x` beside `y` with `y`'s hash: a look-up of `y` passes over it.
+        s.beside[0].0[0].0 = s.beside[0].0[1].0;
+        assert_eq!(s.id(0, b"y"), Ok(1));
+        // Further sessions: `z` in the map, then a key whose map slot is `z`'s.
+        assert_eq!(s.id(0, b"z"), Ok(2));
         let h = *s.by_hash.keys().next().unwrap();
-        s.by_hash.insert(h, first);
-        s.users[0] = 9; // pretend slot `h` belongs to another key
-        assert_eq!(s.id(0, b"x"), Ok(1));
-        assert_eq!(s.id(0, b"x"), Ok(1));
-        assert_eq!(s.into_names(), vec!["x", "x"]);
+        s.users[2] = 9; // pretend slot `h` belongs to another user's key
+        assert_eq!(s.id(0, b"z"), Ok(3));
+        assert_eq!(s.id(0, b"z"), Ok(3));
+        assert_eq!(s.by_hash.get(&h), Some(&2));
+        assert_eq!(s.id(0, b"w"), Ok(4));
+        assert_eq!(s.lookup(0, b"w"), Some(4));
+        assert_eq!(s.lookup(0, b"v"), None);
+        assert_eq!(s.lookup(7, b"x"), None);
+        assert_eq!(s.into_names(), vec!["x", "y", "z", "z", "w"]);
     }
 
     #[test]
